@@ -1,0 +1,6 @@
+"""Lightning callbacks of seq2seq-lit."""
+
+from .attention_heatmaps import AttentionHeatmaps
+from .validate_on_last_step import ValidateOnLastStep
+
+__all__ = ["AttentionHeatmaps", "ValidateOnLastStep"]

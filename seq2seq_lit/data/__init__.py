@@ -1,0 +1,42 @@
+"""Data layer: corpora, sentencepiece tokenizers, batching and the Lightning data module."""
+
+from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
+from seq2seq_lit.data.corpus import SPLITS, Corpus, ParallelText, read_lines, read_parallel
+from seq2seq_lit.data.datamodule import TranslationDataModule, eval_dataloader, make_dataloader
+from seq2seq_lit.data.download import fetch_gzip
+from seq2seq_lit.data.multi30k import Multi30k
+from seq2seq_lit.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    SentencePieceTokenizer,
+    Tokenizers,
+    build_tokenizers,
+    train_sentencepiece,
+)
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "SPLITS",
+    "UNK_ID",
+    "Batch",
+    "BucketBatchSampler",
+    "Corpus",
+    "Multi30k",
+    "ParallelText",
+    "SentencePieceTokenizer",
+    "Tokenizers",
+    "TranslationDataModule",
+    "TranslationDataset",
+    "build_tokenizers",
+    "collate",
+    "eval_dataloader",
+    "fetch_gzip",
+    "make_dataloader",
+    "read_lines",
+    "read_parallel",
+    "train_sentencepiece",
+]

@@ -1,0 +1,224 @@
+"""Batches of padded id tensors, the dataset of encoded sentence pairs, and length-bucketing batch sampler.
+
+Shapes use B (batch size), S (source length) and T (target length), all including the added BOS/EOS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from seq2seq_lit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+Example = tuple[int, Sequence[int], Sequence[int] | None]
+"""(index in its split, source piece ids, target piece ids or None), ids without BOS/EOS."""
+
+
+@dataclass(eq=False)  # comparing tensors field by field would raise: identity is the useful equality
+class Batch:
+    """A batch of sentence pairs, padded with PAD_ID; all tensors are long.
+
+    Attributes:
+        src: (B, S) source pieces followed by EOS (so an empty sentence has length 1).
+        src_lengths: (B,) number of non-pad tokens in each ``src`` row (EOS included).
+        tgt_in: (B, T) BOS followed by the target pieces (decoder input), or None for inference-only batches.
+        tgt_out: (B, T) the target pieces followed by EOS (what the decoder predicts), or None.
+        indices: (B,) position of each pair in its split, to restore corpus order.
+    """
+
+    src: Tensor
+    src_lengths: Tensor
+    tgt_in: Tensor | None
+    tgt_out: Tensor | None
+    indices: Tensor
+
+    def __len__(self) -> int:
+        """B."""
+        return self.src.size(0)
+
+    @property
+    def num_tgt_tokens(self) -> int:
+        """Number of non-pad tokens in ``tgt_out`` (0 without targets); synchronizes with the device on a GPU."""
+        return 0 if self.tgt_out is None else int((self.tgt_out != PAD_ID).sum())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """A copy with every tensor on ``device`` (Lightning calls this to move batches)."""
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: value.to(device, non_blocking=non_blocking)
+                for f in dataclasses.fields(self)
+                if (value := getattr(self, f.name)) is not None
+            },
+        )
+
+
+def _pad(rows: Sequence[Sequence[int]], bos: bool, eos: bool) -> tuple[Tensor, Tensor]:
+    """(B, L) tensor of [BOS] + row + [EOS] per row (each part optional), right-padded with PAD_ID; (B,) lengths."""
+    prefix, suffix = (BOS_ID,) if bos else (), (EOS_ID,) if eos else ()
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long) + len(prefix) + len(suffix)
+    ids = chain.from_iterable(part for row in rows for part in (prefix, row, suffix))
+    flat = torch.tensor(list(ids), dtype=torch.long)
+    padded = torch.full((len(rows), int(lengths.max())), PAD_ID, dtype=torch.long)
+    # The row-major order of the mask matches the order of the concatenated ids.
+    padded[torch.arange(padded.size(1)) < lengths[:, None]] = flat
+    return padded, lengths
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    """Batch ``(index, src_ids, tgt_ids_or_None)`` examples; adds EOS to sources, BOS/EOS to targets.
+
+    Raises:
+        ValueError: ``examples`` is empty, or only some examples have targets.
+    """
+    if not examples:
+        raise ValueError("cannot collate an empty list of examples")
+    indices, src_rows, tgt_rows = zip(*examples)
+    src, src_lengths = _pad(src_rows, bos=False, eos=True)
+    has_tgt = [row is not None for row in tgt_rows]
+    if all(has_tgt):
+        tgt_in, _ = _pad(tgt_rows, bos=True, eos=False)
+        tgt_out, _ = _pad(tgt_rows, bos=False, eos=True)
+    elif not any(has_tgt):
+        tgt_in = tgt_out = None
+    else:
+        raise ValueError("either all examples of a batch have a target or none has")
+    return Batch(src, src_lengths, tgt_in, tgt_out, torch.tensor(indices, dtype=torch.long))
+
+
+class TranslationDataset(Dataset[Example]):
+    """Encoded sentence pairs (or sources only); item i is ``(indices[i], src[i], tgt[i] or None)``.
+
+    Args:
+        src: piece ids of each source sentence, without EOS.
+        tgt: piece ids of each target sentence, without BOS/EOS, or None for sources only.
+        indices: position of each pair in its split (defaults to 0..N-1); differs from the dataset position after
+            filtering.
+
+    Attributes:
+        src_lengths, tgt_lengths: piece counts per item (``tgt_lengths`` is None without targets).
+
+    Raises:
+        ValueError: the sequences have different lengths.
+    """
+
+    def __init__(
+        self,
+        src: Sequence[Sequence[int]],
+        tgt: Sequence[Sequence[int]] | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.src = list(src)
+        self.tgt = list(tgt) if tgt is not None else None
+        self.indices = list(indices) if indices is not None else list(range(len(self.src)))
+        if len(self.indices) != len(self.src) or (self.tgt is not None and len(self.tgt) != len(self.src)):
+            raise ValueError("src, tgt and indices must have the same length")
+        self.src_lengths = [len(ids) for ids in self.src]
+        self.tgt_lengths = [len(ids) for ids in self.tgt] if self.tgt is not None else None
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.indices[i], self.src[i], self.tgt[i] if self.tgt is not None else None
+
+    @property
+    def lengths(self) -> list[int]:
+        """Length of each item for bucketing: the longer of source and target."""
+        if self.tgt_lengths is None:
+            return list(self.src_lengths)
+        return [max(s, t) for s, t in zip(self.src_lengths, self.tgt_lengths)]
+
+
+class BucketBatchSampler:
+    """Yields lists of dataset positions whose items have similar lengths, each position once per epoch.
+
+    With ``shuffle``, each epoch permutes the positions (a ``torch.Generator`` seeded with ``seed + epoch``), sorts
+    each chunk of ``batch_size * bucket_factor`` positions by length, cuts the chunks into batches and permutes the
+    batch order. Without ``shuffle``, all positions are sorted by length (ties by position) and cut into batches:
+    least padding and a fixed order, for evaluation.
+
+    The epoch advances by one each time an iteration starts, so reusing one DataLoader gives a new order every
+    epoch. Lightning also calls :meth:`set_epoch` with the trainer's epoch before each epoch (through the
+    ``sampler`` attribute, which is where it looks), so resuming from a checkpoint continues the same sequence.
+
+    Args:
+        lengths: length of each item.
+        batch_size: items per batch (the last batch may be smaller unless ``drop_last``).
+        shuffle: random order for training, else sorted.
+        seed: base seed of the per-epoch generator.
+        bucket_factor: batches per sorted chunk; larger means less padding but less randomness.
+        drop_last: drop the final incomplete batch.
+
+    Raises:
+        ValueError: ``batch_size`` or ``bucket_factor`` is below 1.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        bucket_factor: int = 100,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1 or bucket_factor < 1:
+            raise ValueError(f"batch_size ({batch_size}) and bucket_factor ({bucket_factor}) must be at least 1")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.bucket_factor = bucket_factor
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.sampler = _EpochHook(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` for the next iteration."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return iter(self.batches(epoch))
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch``, in order (does not advance the epoch)."""
+        if not self.shuffle:
+            order = torch.argsort(self.lengths, stable=True)
+            return self._cut(order)
+        if len(self.lengths) == 0:
+            return []
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        perm = torch.randperm(len(self.lengths), generator=generator)
+        # Chunks are whole multiples of batch_size, so only the very last batch can be short.
+        chunks = perm.split(self.batch_size * self.bucket_factor)
+        batches = self._cut(torch.cat([chunk[torch.argsort(self.lengths[chunk], stable=True)] for chunk in chunks]))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def _cut(self, order: Tensor) -> list[list[int]]:
+        batches = [batch.tolist() for batch in order.split(self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+
+class _EpochHook:
+    """Forwards ``set_epoch`` to its batch sampler: Lightning calls ``set_epoch`` on ``batch_sampler.sampler``."""
+
+    def __init__(self, batch_sampler: BucketBatchSampler) -> None:
+        self._batch_sampler = batch_sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self._batch_sampler.set_epoch(epoch)

@@ -1,0 +1,151 @@
+"""Reading parallel text files, and the corpus objects that say where a corpus' train/val/test files are.
+
+A corpus is any object with ``paths(split) -> (src_path, tgt_path)`` for ``split`` in :data:`SPLITS` and ``prepare()``,
+which makes the files available (downloading them if needed). :class:`ParallelText` points at local files;
+:class:`~seq2seq_lit.data.multi30k.Multi30k` finds or downloads Multi30k.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+from seq2seq_lit.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+PathLike = str | os.PathLike[str]
+
+
+class Corpus(Protocol):
+    """What :class:`~seq2seq_lit.data.datamodule.TranslationDataModule` needs from a corpus."""
+
+    def paths(self, split: str) -> tuple[Path, Path]:
+        """(source file, target file) of ``split``."""
+        ...
+
+    def prepare(self) -> None:
+        """Make the files available (download them if needed)."""
+        ...
+
+
+def check_split(split: str) -> None:
+    """Raises ConfigError if ``split`` is not one of :data:`SPLITS`."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; fix: use one of {', '.join(SPLITS)}")
+
+
+def read_lines(path: PathLike) -> list[str]:
+    """Lines of a UTF-8 text file, without their line ending ("\\n" or "\\r\\n"); other whitespace is kept.
+
+    A final line without a newline counts as a line; a leading UTF-8 byte order mark is dropped. Lines are split on
+    "\\n" only (not on the other Unicode line breaks that ``str.splitlines`` knows), so that a stray U+2028 inside a
+    sentence cannot shift the alignment of a parallel corpus.
+
+    Raises:
+        DataError: the file is missing or unreadable, has 0 lines, or is not valid UTF-8 (the message gives the line,
+            the byte offset in the line and in the file).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: file not found (resolved to {path.absolute()}). Fix: check the path in the data config, "
+            f"or run prepare() / prepare_data() first for a corpus that downloads its files."
+        ) from None
+    except OSError as e:
+        message = f"{path}: cannot read the file ({e.strerror}). Fix: point the data config at a readable file."
+        raise DataError(message) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
+        raise DataError(
+            f"{path}:{line}: invalid UTF-8 at byte {column} of the line (file offset {e.start}; offsets count from 0): "
+            f"{e.reason} (bytes {data[e.start:e.end].hex(' ')}); fix: re-encode the file as UTF-8, "
+            f"e.g. iconv -f latin1 -t utf-8 {path} > {path.name}.utf8"
+        ) from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        # The final "\n" ends the last line; it does not start an empty one.
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: file is empty (0 lines). Fix: point the data config at the right file, or fill it.")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_parallel(src_path: PathLike, tgt_path: PathLike) -> tuple[list[str], list[str]]:
+    """Source and target lines of a parallel corpus: line i of the target file translates line i of the source file.
+
+    Raises:
+        DataError: either file cannot be read (see :func:`read_lines`), or their line counts differ.
+    """
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise DataError(
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)} lines; a parallel corpus needs one "
+            f"translation per line. Fix: pair the right files, or repair the shorter one (a missing or extra line, "
+            f"or a sentence split over two lines)."
+        )
+    return src, tgt
+
+
+class ParallelText:
+    """A corpus of local files, one sentence per line, UTF-8.
+
+    Args:
+        train_src, train_tgt, val_src, val_tgt: paths of the training and validation files.
+        test_src, test_tgt: paths of the test files, or both None when there is no test set.
+
+    Raises:
+        ConfigError: only one of ``test_src`` and ``test_tgt`` is set.
+    """
+
+    def __init__(
+        self,
+        train_src: PathLike,
+        train_tgt: PathLike,
+        val_src: PathLike,
+        val_tgt: PathLike,
+        test_src: PathLike | None = None,
+        test_tgt: PathLike | None = None,
+    ) -> None:
+        if (test_src is None) != (test_tgt is None):
+            raise ConfigError(
+                f"data.test_src={test_src!r} but data.test_tgt={test_tgt!r}; fix: set both (a test set needs source "
+                f"and target files) or neither."
+            )
+        self._paths: dict[str, tuple[Path, Path] | None] = {
+            "train": (_path(train_src), _path(train_tgt)),
+            "val": (_path(val_src), _path(val_tgt)),
+            "test": (_path(test_src), _path(test_tgt)) if test_src is not None and test_tgt is not None else None,
+        }
+
+    def paths(self, split: str) -> tuple[Path, Path]:
+        """(source file, target file) of ``split``.
+
+        Raises:
+            ConfigError: ``split`` is not train, val or test.
+            DataError: ``split`` is test and no test files were given.
+        """
+        check_split(split)
+        paths = self._paths[split]
+        if paths is None:
+            raise DataError("this ParallelText corpus has no test files; fix: set data.test_src and data.test_tgt")
+        return paths
+
+    def prepare(self) -> None:
+        """Nothing to do: the files are local."""
+
+    def __repr__(self) -> str:
+        return f"ParallelText({self._paths!r})"
+
+
+def _path(p: PathLike) -> Path:
+    return Path(p).expanduser()

@@ -1,0 +1,299 @@
+"""The Lightning data module: reads a corpus, trains or loads its tokenizers, and serves bucketed batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
+from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, read_parallel
+from seq2seq_lit.data.tokenizer import BOS_ID, DEFAULT_CACHE_DIR, EOS_ID, PAD_ID, Tokenizers, build_tokenizers
+from seq2seq_lit.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_DEFAULTS: dict[str, Any] = {
+    "joint": True,
+    "per_side_vocab": True,
+    "vocab_size": 8000,
+    "model_type": "bpe",
+    "character_coverage": 1.0,
+    "cache_dir": DEFAULT_CACHE_DIR,
+}
+# Splits that setup(stage) encodes eagerly; any other split is read on first use.
+_STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+def make_dataloader(
+    dataset: TranslationDataset, batch_sampler: BucketBatchSampler, num_workers: int = 0
+) -> DataLoader:
+    """A DataLoader of :class:`~seq2seq_lit.data.batching.Batch` objects over ``dataset`` in the sampler's order."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=False,
+    )
+
+
+def eval_dataloader(dataset: TranslationDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Batches sorted by length (least padding, fixed order); ``Batch.indices`` restores the dataset order.
+
+    E.g. to translate arbitrary lines:
+    ``eval_dataloader(TranslationDataset(tokenizers.src.encode_batch(lines)), batch_size=200)``.
+    """
+    return make_dataloader(dataset, BucketBatchSampler(dataset.lengths, batch_size, shuffle=False), num_workers)
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """Train/val/test data of a parallel corpus, as batches of :class:`~seq2seq_lit.data.batching.Batch`.
+
+    The tokenizers are trained on the training split only (or loaded from the tokenizer cache, or set beforehand via
+    :attr:`tokenizers`, e.g. from a checkpoint). Training pairs with an empty side or a side of more than
+    ``max_length`` pieces are dropped (counts in :attr:`num_filtered`); val and test are never filtered.
+
+    Args:
+        corpus: an instantiated corpus (:class:`~seq2seq_lit.data.corpus.ParallelText`,
+            :class:`~seq2seq_lit.data.multi30k.Multi30k`).
+        src_lang, tgt_lang: language codes; must match the corpus' ``src_lang``/``tgt_lang`` where it has them.
+        tokenizer: settings of :func:`~seq2seq_lit.data.tokenizer.build_tokenizers` (joint, per_side_vocab, vocab_size,
+            model_type, character_coverage, cache_dir); missing keys take :data:`TOKENIZER_DEFAULTS`.
+        batch_size: training pairs per batch.
+        eval_batch_size: pairs per validation/test batch.
+        max_length: longest training sentence kept, in pieces (BOS/EOS not counted); None keeps all.
+        num_workers: DataLoader worker processes (persistent when > 0).
+        seed: seed of the training batch order (epoch e uses ``seed + e``).
+
+    Raises:
+        ConfigError: a setting is out of range, a tokenizer key is unknown, or the languages differ from the corpus'.
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        src_lang: str = "de",
+        tgt_lang: str = "en",
+        tokenizer: Mapping[str, Any] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 200,
+        max_length: int | None = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("max_length", 1 if max_length is None else max_length, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            if not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"data.{name}={value!r}; fix: use an integer of at least {minimum}")
+        tokenizer = dict(tokenizer or {})
+        if unknown := sorted(tokenizer.keys() - TOKENIZER_DEFAULTS.keys()):
+            raise ConfigError(
+                f"unknown data.tokenizer setting(s) {', '.join(unknown)}; fix: use only {', '.join(TOKENIZER_DEFAULTS)}"
+            )
+        for name, value in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
+            corpus_value = getattr(corpus, name, None)
+            if corpus_value is not None and corpus_value != value:
+                raise ConfigError(
+                    f"data.{name}={value!r} but the corpus has {name}={corpus_value!r}; fix: set the same language "
+                    f"for the data module and the corpus"
+                )
+        self.corpus = corpus
+        self.src_lang = src_lang
+        self.tgt_lang = tgt_lang
+        self.tokenizer_settings = {**TOKENIZER_DEFAULTS, **tokenizer}
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_length = max_length
+        self.num_workers = num_workers
+        self.seed = seed
+        self.num_filtered: dict[str, int] = {"empty": 0, "too_long": 0}
+        """Training pairs dropped by setup: with an empty side, and with a side longer than max_length."""
+        self._tokenizers: Tokenizers | None = None
+        self._lines: dict[str, tuple[list[str], list[str]]] = {}
+        self._datasets: dict[str, TranslationDataset] = {}
+        self._train_sampler: BucketBatchSampler | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        train_src: PathLike,
+        train_tgt: PathLike,
+        val_src: PathLike,
+        val_tgt: PathLike,
+        test_src: PathLike | None = None,
+        test_tgt: PathLike | None = None,
+        **kwargs: Any,
+    ) -> TranslationDataModule:
+        """A data module over a :class:`~seq2seq_lit.data.corpus.ParallelText` of these files (flat Hydra config).
+
+        ``kwargs`` are the other constructor arguments. Raises: as :class:`ParallelText` and the constructor.
+        """
+        return cls(ParallelText(train_src, train_tgt, val_src, val_tgt, test_src, test_tgt), **kwargs)
+
+    # -- Lightning hooks ------------------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Download the corpus if needed (Lightning runs this on one process per node)."""
+        self.corpus.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the stage's splits and the tokenizers; idempotent (work already done is not repeated).
+
+        "fit" encodes train and val, "validate" val, "test"/"predict" test, None train and val; other splits are
+        encoded on first use.
+
+        Raises:
+            DataError: a corpus file is missing, empty, not UTF-8 or misaligned, or filtering left no training pair.
+            ConfigError: bad tokenizer settings (see :func:`~seq2seq_lit.data.tokenizer.train_sentencepiece`).
+        """
+        for split in _STAGE_SPLITS.get(stage or "fit", ("train", "val")):
+            self._dataset(split)
+
+    # -- tokenizers -----------------------------------------------------------------------------------------------
+
+    @property
+    def tokenizers(self) -> Tokenizers:
+        """Source and target tokenizers; trained (or loaded from the cache) on the training split on first access.
+
+        Assign a :class:`~seq2seq_lit.data.tokenizer.Tokenizers` before :meth:`setup` to use given ones (e.g.
+        ``Tokenizers.from_state_dict`` of a checkpoint) instead.
+        """
+        if self._tokenizers is None:
+            src, tgt = self._read("train")
+            self._tokenizers = build_tokenizers(src, tgt, **self.tokenizer_settings)
+        return self._tokenizers
+
+    @tokenizers.setter
+    def tokenizers(self, tokenizers: Tokenizers) -> None:
+        if self._datasets:
+            raise RuntimeError("set the tokenizers before setup(): splits were already encoded with other ones")
+        self._tokenizers = tokenizers
+
+    @property
+    def src_vocab_size(self) -> int:
+        """Size of the source vocabulary (specials included)."""
+        return self.tokenizers.src.vocab_size
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        """Size of the target vocabulary (specials included)."""
+        return self.tokenizers.tgt.vocab_size
+
+    @property
+    def pad_id(self) -> int:
+        return PAD_ID
+
+    @property
+    def bos_id(self) -> int:
+        return BOS_ID
+
+    @property
+    def eos_id(self) -> int:
+        return EOS_ID
+
+    # -- raw text -------------------------------------------------------------------------------------------------
+
+    def sources(self, split: str) -> list[str]:
+        """Raw source lines of ``split`` in corpus order (unfiltered, also for train).
+
+        Raises:
+            ConfigError: unknown split. DataError: unreadable files (see :func:`read_parallel`).
+        """
+        return self._read(split)[0]
+
+    def references(self, split: str) -> list[str]:
+        """Raw target lines of ``split`` in corpus order (unfiltered, also for train); errors as :meth:`sources`."""
+        return self._read(split)[1]
+
+    # -- dataloaders ----------------------------------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, length-bucketed training batches of ``batch_size``; a new order each epoch.
+
+        The sampler is created once and advances its epoch each time iteration starts (Lightning also sets it to the
+        trainer's epoch), so epoch e's order depends only on ``seed + e``.
+        """
+        dataset = self._dataset("train")
+        if self._train_sampler is None:
+            self._train_sampler = BucketBatchSampler(dataset.lengths, self.batch_size, shuffle=True, seed=self.seed)
+        return make_dataloader(dataset, self._train_sampler, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches of ``eval_batch_size``, sorted by length; ``Batch.indices`` gives corpus positions."""
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches of ``eval_batch_size``, sorted by length; ``Batch.indices`` gives corpus positions."""
+        return self.dataloader("test")
+
+    def dataloader(self, split: str) -> DataLoader:
+        """:meth:`train_dataloader` for "train", else the sorted evaluation loader of "val" or "test".
+
+        Raises:
+            ConfigError: unknown split.
+        """
+        if split == "train":
+            return self.train_dataloader()
+        return eval_dataloader(self._dataset(split), self.eval_batch_size, self.num_workers)
+
+    def batch_of(self, split: str, indices: Iterable[int]) -> Batch:
+        """One batch of the examples at positions ``indices`` of ``split``'s dataset (e.g. fixed sentences to plot);
+        for val and test, which are never filtered, these are the corpus positions.
+
+        Raises:
+            ConfigError: unknown split. IndexError: a position outside the split.
+        """
+        dataset = self._dataset(split)
+        return collate([dataset[i] for i in indices])
+
+    # -- internals ------------------------------------------------------------------------------------------------
+
+    def _read(self, split: str) -> tuple[list[str], list[str]]:
+        check_split(split)
+        if split not in self._lines:
+            self._lines[split] = read_parallel(*self.corpus.paths(split))
+        return self._lines[split]
+
+    def _dataset(self, split: str) -> TranslationDataset:
+        check_split(split)
+        if split not in self._datasets:
+            src_lines, tgt_lines = self._read(split)
+            tokenizers = self.tokenizers
+            src, tgt = tokenizers.src.encode_batch(src_lines), tokenizers.tgt.encode_batch(tgt_lines)
+            self._datasets[split] = self._filter_train(src, tgt) if split == "train" else TranslationDataset(src, tgt)
+        return self._datasets[split]
+
+    def _filter_train(self, src: Sequence[list[int]], tgt: Sequence[list[int]]) -> TranslationDataset:
+        limit = self.max_length if self.max_length is not None else float("inf")
+        keep: list[int] = []
+        empty = too_long = 0
+        for i, (s, t) in enumerate(zip(src, tgt)):
+            if not s or not t:
+                empty += 1
+            elif len(s) > limit or len(t) > limit:
+                too_long += 1
+            else:
+                keep.append(i)
+        self.num_filtered = {"empty": empty, "too_long": too_long}
+        log.info(
+            "dropped %d of %d training pairs (%d with an empty side, %d with a side longer than max_length=%s pieces)",
+            empty + too_long, len(src), empty, too_long, self.max_length,
+        )
+        if not keep:
+            src_path, tgt_path = self.corpus.paths("train")
+            raise DataError(
+                f"no training pair of {src_path} / {tgt_path} is left after filtering ({empty} with an empty side, "
+                f"{too_long} longer than max_length={self.max_length} pieces); fix: raise data.max_length or check "
+                f"the files"
+            )
+        return TranslationDataset([src[i] for i in keep], [tgt[i] for i in keep], keep)

@@ -1,0 +1,203 @@
+"""The training system: a LightningModule around :class:`~seq2seq_lit.modules.Seq2Seq`.
+
+Shapes: B batch, S source length, T target steps, V target vocabulary.
+
+It trains with token-level cross-entropy (optional label smoothing, Szegedy et al. 2016) under teacher forcing, and
+validates and tests by greedy decoding of the whole split, scored with sacreBLEU and chrF on detokenized output
+against the raw references (Post 2018). The sentencepiece models travel inside every checkpoint, so a checkpoint alone
+is enough to translate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import hydra
+import lightning as L
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric
+
+from .data import Batch, Tokenizers
+from .modules import Seq2Seq
+from .search import GreedySearch, Hypotheses
+
+log = logging.getLogger(__name__)
+
+TOKENIZERS_KEY = "seq2seq_lit_tokenizers"
+
+
+def _plain(cfg: Any) -> Any:
+    """A DictConfig as plain containers, so hyperparameters pickle as builtins and checkpoints load weights-only."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class Seq2SeqLitModule(L.LightningModule):
+    """Attention encoder-decoder training system.
+
+    Args:
+        src_vocab_size, tgt_vocab_size: set from the data module's tokenizers.
+        encoder, attention, decoder: Hydra ``_partial_`` configs of the network parts (``model/encoder``,
+            ``model/attention``, ``model/decoder``); see :class:`~seq2seq_lit.modules.Seq2Seq`.
+        optimizer: ``_partial_`` optimizer config, completed with the parameters.
+        scheduler: optional ``_partial_`` LR scheduler config, completed with the optimizer.
+        scheduler_config: Lightning's scheduler settings (``monitor``, ``interval``, ``frequency``).
+        embedding_size, dropout, bridge, init_range: see :class:`~seq2seq_lit.modules.Seq2Seq`.
+        label_smoothing: epsilon of the training loss (0 disables it); validation loss and perplexity use plain NLL.
+        teacher_forcing_ratio: probability of feeding the reference token at each training step.
+        search: config of the decoding strategy used for validation and test (e.g. greedy).
+        pad_id, bos_id, eos_id: special ids of the target vocabulary.
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        encoder: dict,
+        attention: dict,
+        decoder: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        scheduler_config: dict | None = None,
+        embedding_size: int = 256,
+        dropout: float = 0.2,
+        bridge: str = "last",
+        init_range: float | None = 0.1,
+        label_smoothing: float = 0.0,
+        teacher_forcing_ratio: float = 1.0,
+        search: dict | None = None,
+        pad_id: int = 0,
+        bos_id: int = 2,
+        eos_id: int = 3,
+    ) -> None:
+        super().__init__()
+        encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
+        optimizer, scheduler, scheduler_config, search = (
+            _plain(optimizer),
+            _plain(scheduler),
+            _plain(scheduler_config),
+            _plain(search),
+        )
+        self.save_hyperparameters()
+        self.net = Seq2Seq(
+            src_vocab_size,
+            tgt_vocab_size,
+            encoder=hydra.utils.instantiate(encoder),
+            decoder=hydra.utils.instantiate(decoder),
+            attention=hydra.utils.instantiate(attention),
+            embedding_size=embedding_size,
+            dropout=dropout,
+            bridge=bridge,
+            pad_id=pad_id,
+            init_range=init_range,
+        )
+        self.search = hydra.utils.instantiate(search) if search else GreedySearch()
+        self.tokenizers: Tokenizers | None = None
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_bleu_best = MaxMetric()
+        self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
+        self.trained_tokens = 0  # non-pad source + target tokens seen in training, for throughput figures
+
+    # -- inference ---------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: Batch) -> Hypotheses:
+        """Decode a batch with the configured search."""
+        return self.search(self.net, batch.src, batch.src_lengths, self.hparams.bos_id, self.hparams.eos_id)
+
+    def translate(self, batch: Batch) -> list[str]:
+        """Detokenized translations of a batch, in batch order.
+
+        Raises:
+            RuntimeError: if no tokenizers are attached (neither set by training nor loaded from a checkpoint).
+        """
+        if self.tokenizers is None:
+            raise RuntimeError("no tokenizers attached: set `module.tokenizers` or load a checkpoint that has them")
+        return [self.tokenizers.tgt.decode(ids) for ids in self(batch).token_lists()]
+
+    # -- training ----------------------------------------------------------------------------------------------------
+
+    def _token_nll(self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float) -> tuple[torch.Tensor, int]:
+        """Mean cross-entropy per non-pad target token, and that token count."""
+        logits, _ = self.net(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio)  # (B, T, V)
+        num_tokens = batch.num_tgt_tokens
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            batch.tgt_out.flatten(),
+            ignore_index=self.hparams.pad_id,
+            label_smoothing=label_smoothing,
+            reduction="sum",
+        )
+        return loss / num_tokens, num_tokens
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, self.hparams.teacher_forcing_ratio)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.trained_tokens += num_tokens + int(batch.src_lengths.sum())
+        return loss
+
+    # -- evaluation --------------------------------------------------------------------------------------------------
+
+    def _eval_step(self, batch: Batch, loss_metric: MeanMetric) -> None:
+        loss, num_tokens = self._token_nll(batch, label_smoothing=0.0, teacher_forcing_ratio=1.0)
+        loss_metric.update(loss, weight=num_tokens)
+        self._outputs.update(zip(batch.indices.tolist(), self.translate(batch)))
+
+    def _eval_epoch_end(self, stage: str, loss_metric: MeanMetric) -> dict[str, float]:
+        """Score the hypotheses collected this epoch against the raw references of ``stage``'s split."""
+        references = self.trainer.datamodule.references(stage)
+        indices = sorted(self._outputs)  # every decoded sentence once, in corpus order
+        hypotheses = [self._outputs[i] for i in indices]
+        refs = [[references[i] for i in indices]]
+        self._outputs = {}
+        bleu_metric, chrf_metric = sacrebleu.BLEU(tokenize="13a"), sacrebleu.CHRF()
+        bleu, chrf = bleu_metric.corpus_score(hypotheses, refs), chrf_metric.corpus_score(hypotheses, refs)
+        loss = loss_metric.compute()
+        loss_metric.reset()
+        scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), f"{stage}/bleu": bleu.score, f"{stage}/chrf": chrf.score}
+        self.log_dict(scores, prog_bar=True)
+        self.sacrebleu_signature = str(bleu_metric.get_signature())
+        return scores
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self._eval_epoch_end("val", self.val_loss)
+        if not self.trainer.sanity_checking:
+            self.val_bleu_best.update(torch.tensor(scores["val/bleu"]))
+            self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._outputs = {}
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss)
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs = {}
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_loss)
+
+    # -- optimization ------------------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **(self.hparams.scheduler_config or {})}}
+
+    # -- checkpoints -------------------------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizers is not None:
+            checkpoint[TOKENIZERS_KEY] = self.tokenizers.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if TOKENIZERS_KEY in checkpoint:
+            self.tokenizers = Tokenizers.from_state_dict(checkpoint[TOKENIZERS_KEY])

@@ -1,0 +1,192 @@
+"""Attention decoders, one class per flow; any :class:`Attention` works with either.
+
+Shapes: B batch, S source length, T target steps, E target embedding size, K key size (encoder outputs), H decoder
+hidden size, L decoder layers.
+
+Flows:
+    :class:`LuongDecoder` (Luong et al. 2015, Sec. 3): ``h_t = RNN(x_t, h_{t-1})``, attend with the query ``h_t``,
+    attentional hidden ``h~_t = tanh(W_c [c_t; h_t])`` (Eq. 5). With input feeding (Sec. 3.3) ``x_t = [y_{t-1};
+    h~_{t-1}]``, otherwise ``x_t = y_{t-1}`` and the whole unroll is one RNN call plus one batched attention.
+
+    :class:`BahdanauDecoder` (Bahdanau et al. 2015, App. A.2.2): attend with the query ``s_{t-1}``, then
+    ``s_t = RNN([y_{t-1}; c_t], s_{t-1})`` and the output ``t_t = tanh(W_o [s_t; c_t; y_{t-1}])`` (a deep output layer
+    with tanh in place of maxout).
+
+Both return per step an output ``(B, H)`` for the generator and the attention weights ``(B, S)``. The teacher-forced
+unroll (:meth:`RNNDecoder.forward`) equals stepping :meth:`RNNDecoder.step` over the same inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .attention import Attention, AttentionCache
+from .rnn_state import RNNState, map_state, rnn_class, top_layer
+
+AttentionFactory = Callable[..., Attention]
+
+
+class DecoderState(NamedTuple):
+    """What a decoder carries from one step to the next.
+
+    Attributes:
+        hidden: the RNN state ``(L, B, H)`` (an ``(h, c)`` pair for LSTM).
+        input_feed: the previous attentional hidden ``(B, H)`` for Luong input feeding, else None.
+    """
+
+    hidden: RNNState
+    input_feed: Tensor | None = None
+
+    def index_select(self, index: Tensor) -> "DecoderState":
+        """Select (or repeat) batch rows ``index`` ``(B',)``, e.g. to expand sentences into beams or reorder them."""
+        hidden = map_state(lambda h: h.index_select(1, index), self.hidden)
+        feed = None if self.input_feed is None else self.input_feed.index_select(0, index)
+        return DecoderState(hidden, feed)
+
+
+class RNNDecoder(nn.Module):
+    """Shared parts of the decoder flows: the RNN, the attention, dropout on the outputs, and the step loop.
+
+    Args:
+        embedding_size: E.
+        key_size: K, the size of the encoder outputs the attention reads.
+        attention: a factory ``attention(query_size=..., key_size=...)``, e.g. a Hydra ``_partial_`` config.
+        hidden_size: H.
+        num_layers: L.
+        rnn_type: ``rnn``, ``gru`` or ``lstm``.
+        dropout: between stacked layers and on each output (the generator's input).
+
+    Raises:
+        ConfigError: for an unknown ``rnn_type``.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        key_size: int,
+        attention: AttentionFactory,
+        hidden_size: int = 512,
+        num_layers: int = 1,
+        rnn_type: str = "lstm",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = self.output_size = hidden_size
+        self.num_layers = num_layers
+        self.rnn_type = rnn_type
+        self.rnn = rnn_class(rnn_type)(
+            self.rnn_input_size(embedding_size, key_size, hidden_size),
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.attention = attention(query_size=hidden_size, key_size=key_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
+        raise NotImplementedError
+
+    def init_state(self, hidden: RNNState) -> DecoderState:
+        """The state before the first step, from the bridge's output ``(L, B, H)``."""
+        return DecoderState(hidden)
+
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step from the previous target embedding ``(B, E)``.
+
+        Returns:
+            output: ``(B, H)``, the generator's input.
+            state: the new :class:`DecoderState`.
+            weights: the attention weights ``(B, S)``.
+        """
+        raise NotImplementedError
+
+    def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+        """Teacher-forced unroll over ``embedded`` ``(B, T, E)``; returns outputs ``(B, T, H)`` and weights ``(B, T, S)``."""
+        outputs, weights = [], []
+        for t in range(embedded.size(1)):
+            output, state, step_weights = self.step(embedded[:, t], state, cache)
+            outputs.append(output)
+            weights.append(step_weights)
+        return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
+
+    @property
+    def needs_step_loop(self) -> bool:
+        """Whether each step depends on the previous step's output, so that the unroll must loop in Python."""
+        return True
+
+
+class LuongDecoder(RNNDecoder):
+    """Luong et al. 2015 flow: the query is the new RNN state ``h_t``; ``h~_t = tanh(W_c [c_t; h_t])`` (Eq. 5).
+
+    Args:
+        input_feeding: feed ``h~_{t-1}`` into the RNN with ``y_{t-1}`` (Sec. 3.3). Without it the teacher-forced
+            unroll is one RNN call over all T steps and one batched attention.
+        Others as :class:`RNNDecoder`.
+    """
+
+    def __init__(self, *args, input_feeding: bool = True, **kwargs) -> None:
+        self.input_feeding = input_feeding
+        super().__init__(*args, **kwargs)
+        key_size = self.attention.key_size
+        self.combine = nn.Linear(key_size + self.hidden_size, self.hidden_size, bias=False)  # W_c
+
+    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
+        return embedding_size + (hidden_size if self.input_feeding else 0)
+
+    @property
+    def needs_step_loop(self) -> bool:
+        return self.input_feeding
+
+    def init_state(self, hidden: RNNState) -> DecoderState:
+        if not self.input_feeding:
+            return DecoderState(hidden)
+        batch = top_layer(hidden).size(0)
+        return DecoderState(hidden, top_layer(hidden).new_zeros(batch, self.hidden_size))
+
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        rnn_input = embedded if state.input_feed is None else torch.cat([embedded, state.input_feed], dim=-1)
+        rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)  # (B, 1, H)
+        output, weights = self._attend(rnn_output, cache)
+        output, weights = output.squeeze(1), weights.squeeze(1)
+        return output, DecoderState(hidden, output if self.input_feeding else None), weights
+
+    def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+        if self.needs_step_loop:
+            return super().forward(embedded, state, cache)
+        rnn_outputs, _ = self.rnn(embedded, state.hidden)  # (B, T, H): one call over all steps
+        return self._attend(rnn_outputs, cache)
+
+    def _attend(self, query: Tensor, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+        # query h_t: (B, T, H) -> attentional hidden h~_t (B, T, H), weights (B, T, S)
+        context, weights = self.attention(query, cache)
+        attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))
+        return self.dropout(attentional), weights
+
+
+class BahdanauDecoder(RNNDecoder):
+    """Bahdanau et al. 2015 flow: attend with ``s_{t-1}``, feed ``[y_{t-1}; c_t]`` to the RNN, deep output.
+
+    Args: as :class:`RNNDecoder`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        key_size = self.attention.key_size
+        embedding_size = self.rnn.input_size - key_size
+        self.deep_output = nn.Linear(self.hidden_size + key_size + embedding_size, self.hidden_size)  # W_o
+
+    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
+        return embedding_size + key_size
+
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        query = top_layer(state.hidden).unsqueeze(1)  # s_{t-1}: (B, 1, H)
+        context, weights = self.attention(query, cache)  # (B, 1, K), (B, 1, S)
+        context = context.squeeze(1)
+        rnn_input = torch.cat([embedded, context], dim=-1)
+        rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
+        output = torch.tanh(self.deep_output(torch.cat([rnn_output.squeeze(1), context, embedded], dim=-1)))
+        return self.dropout(output), DecoderState(hidden), weights.squeeze(1)

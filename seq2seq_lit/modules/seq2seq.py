@@ -1,0 +1,140 @@
+"""The attention encoder-decoder: embeddings, encoder, bridge, decoder, generator.
+
+Shapes: B batch, S source length, T target steps, E embedding size, H decoder hidden size, V target vocabulary.
+
+References: Sutskever et al. 2014 (encoder-decoder), Bahdanau et al. 2015 and Luong et al. 2015 (attention).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .attention import AttentionCache
+from .bridge import Bridge
+from .decoder import DecoderState, RNNDecoder
+from .encoder import RNNEncoder
+
+
+class EncoderMemory(NamedTuple):
+    """What decoding needs from the source: the prepared attention cache and the decoder's first state."""
+
+    cache: AttentionCache
+    state: DecoderState
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder with attention.
+
+    Args:
+        src_vocab_size: source vocabulary size.
+        tgt_vocab_size: V.
+        encoder: factory ``encoder(input_size=E)`` of an :class:`RNNEncoder` (a Hydra ``_partial_``).
+        decoder: factory ``decoder(embedding_size=E, key_size=..., attention=...)`` of an :class:`RNNDecoder`.
+        attention: factory ``attention(query_size=..., key_size=...)``, handed to the decoder.
+        embedding_size: E, for both sides.
+        dropout: on the embeddings.
+        bridge: ``zeros``, ``last`` or ``learned`` (see :class:`Bridge`).
+        pad_id: the padding id of both vocabularies.
+        init_range: if set, every parameter starts uniform in ``[-init_range, init_range]`` (OpenNMT-py's
+            ``param_init``; Sutskever et al. 2014 use 0.08); None keeps PyTorch's defaults.
+
+    Raises:
+        ConfigError: for an unknown bridge or RNN type, or sizes the bridge cannot connect.
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        encoder: Callable[..., RNNEncoder],
+        decoder: Callable[..., RNNDecoder],
+        attention: Callable,
+        embedding_size: int = 256,
+        dropout: float = 0.2,
+        bridge: str = "last",
+        pad_id: int = 0,
+        init_range: float | None = 0.1,
+    ) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.src_embed = nn.Embedding(src_vocab_size, embedding_size, padding_idx=pad_id)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=pad_id)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.encoder = encoder(input_size=embedding_size)
+        self.decoder = decoder(embedding_size=embedding_size, key_size=self.encoder.output_size, attention=attention)
+        self.bridge = Bridge(
+            bridge,
+            encoder_size=self.encoder.output_size,
+            encoder_layers=self.encoder.num_layers,
+            decoder_size=self.decoder.hidden_size,
+            decoder_layers=self.decoder.num_layers,
+            decoder_is_lstm=self.decoder.rnn_type == "lstm",
+        )
+        self.generator = nn.Linear(self.decoder.output_size, tgt_vocab_size)
+        if init_range is not None:
+            for param in self.parameters():
+                nn.init.uniform_(param, -init_range, init_range)
+            with torch.no_grad():  # padding embeddings stay zero
+                self.src_embed.weight[pad_id].zero_()
+                self.tgt_embed.weight[pad_id].zero_()
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderMemory:
+        """Encode ``src`` ``(B, S)`` with lengths ``(B,)``; prepare the attention keys and the decoder's first state."""
+        outputs, final = self.encoder(self.embed_dropout(self.src_embed(src)), src_lengths)
+        cache = self.decoder.attention.prepare(outputs, src_pad_mask=src.eq(self.pad_id))
+        return EncoderMemory(cache, self.decoder.init_state(self.bridge(final)))
+
+    def decode_step(self, prev_tokens: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        """One inference step from the previous tokens ``(B,)``.
+
+        Returns:
+            log_probs: ``(B, V)``.
+            state: the new decoder state.
+            weights: attention weights ``(B, S)``.
+        """
+        output, state, weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev_tokens)), state, cache)
+        return torch.log_softmax(self.generator(output).float(), dim=-1), state, weights
+
+    def forward(
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing_ratio: float = 1.0,
+    ) -> tuple[Tensor, Tensor]:
+        """Training forward pass.
+
+        Args:
+            src: ``(B, S)``; src_lengths: ``(B,)``.
+            tgt_in: ``(B, T)``, BOS followed by the reference.
+            teacher_forcing_ratio: probability of feeding the reference token at each step, drawn per sequence and
+                step; otherwise the model's own argmax from the previous step is fed (Bengio et al. 2015). At 1.0 the
+                decoder unrolls in one call where its flow allows.
+
+        Returns:
+            logits ``(B, T, V)`` and attention weights ``(B, T, S)``.
+        """
+        cache, state = self.encode(src, src_lengths)
+        if teacher_forcing_ratio >= 1.0:
+            outputs, weights = self.decoder(self.embed_dropout(self.tgt_embed(tgt_in)), state, cache)
+            return self.generator(outputs), weights
+        return self._forward_sampled(tgt_in, state, cache, teacher_forcing_ratio)
+
+    def _forward_sampled(
+        self, tgt_in: Tensor, state: DecoderState, cache: AttentionCache, ratio: float
+    ) -> tuple[Tensor, Tensor]:
+        # Each step, each sequence feeds the reference with probability `ratio`, else its previous prediction.
+        teacher = torch.rand(tgt_in.shape, device=tgt_in.device) < ratio  # (B, T)
+        teacher[:, 0] = True  # BOS
+        logits, weights = [], []
+        prev = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            if t > 0:
+                prev = torch.where(teacher[:, t], tgt_in[:, t], logits[-1].argmax(-1))
+            output, state, step_weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev)), state, cache)
+            logits.append(self.generator(output))
+            weights.append(step_weights)
+        return torch.stack(logits, dim=1), torch.stack(weights, dim=1)

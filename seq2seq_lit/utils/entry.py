@@ -1,0 +1,23 @@
+"""What every entry point does around its task: user errors become one clear message and exit status 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from ..errors import Seq2SeqError
+
+log = logging.getLogger(__name__)
+
+
+def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2."""
+    try:
+        return task(cfg)
+    except Seq2SeqError as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,61 @@
+"""Logger set-up and the image logging that Lightning's loggers do not share one API for."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import hydra
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, open_dict
+
+from ..plotting import figure_to_array
+
+log = logging.getLogger(__name__)
+
+
+def wandb_api_key_available() -> bool:
+    """Whether W&B has credentials: ``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in ``~/.netrc`` (``wandb login``)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
+    """Instantiate every logger under ``cfg`` (a mapping name -> logger config).
+
+    A W&B logger whose ``offline`` is null runs offline when no API key is found (or ``WANDB_MODE=offline``) and
+    online otherwise; offline runs are synced later with ``wandb sync``.
+    """
+    loggers: list[Logger] = []
+    for name, logger_cfg in (cfg or {}).items():
+        if not isinstance(logger_cfg, DictConfig) or "_target_" not in logger_cfg:
+            continue
+        if logger_cfg._target_.endswith("WandbLogger") and logger_cfg.get("offline") is None:
+            offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_api_key_available()
+            with open_dict(logger_cfg):
+                logger_cfg.offline = offline
+            log.info("W&B logger %r runs %s", name, "offline (no API key found; sync later with `wandb sync`)" if offline else "online")
+        if "save_dir" in logger_cfg:
+            Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
+        loggers.append(hydra.utils.instantiate(logger_cfg))
+    return loggers
+
+
+def log_figure(loggers: list[Logger], key: str, fig: Figure, step: int) -> None:
+    """Log a matplotlib figure as an image to every logger: W&B image, TensorBoard figure, PNG file beside a CSV log."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[figure_to_array(fig)], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, figure_to_array(fig), global_step=step, dataformats="HWC")
+        elif isinstance(logger, CSVLogger):
+            path = Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)

@@ -1,0 +1,22 @@
+"""The end-of-run summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+    """Print the run's metrics as a table, with where ``metrics.json`` was written."""
+    table = Table(title="seq2seq-lit run summary")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(table)
+    console.print(f"metrics written to {output_dir / 'metrics.json'}")

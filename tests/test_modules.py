@@ -1,0 +1,132 @@
+"""Encoder, bridge, decoder flows and the seq2seq model on tiny random inputs."""
+
+from functools import partial
+
+import pytest
+import torch
+
+from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.modules import (
+    AdditiveAttention,
+    BahdanauDecoder,
+    GeneralAttention,
+    LuongDecoder,
+    RNNEncoder,
+    Seq2Seq,
+)
+
+B, S, T, E, V = 3, 7, 5, 6, 11
+
+
+def make_model(decoder_cls=LuongDecoder, attention=GeneralAttention, rnn_type="lstm", bridge="last", **decoder_kwargs):
+    torch.manual_seed(0)
+    return Seq2Seq(
+        V,
+        V,
+        encoder=partial(RNNEncoder, hidden_size=4, rnn_type=rnn_type),
+        decoder=partial(decoder_cls, hidden_size=8, rnn_type=rnn_type, **decoder_kwargs),
+        attention=attention,
+        embedding_size=E,
+        dropout=0.0,
+        bridge=bridge,
+    ).eval()
+
+
+def make_src():
+    src_lengths = torch.tensor([7, 3, 1])
+    src = torch.randint(4, V, (B, S))
+    src = src.masked_fill(torch.arange(S)[None, :] >= src_lengths[:, None], 0)
+    return src, src_lengths
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_packed_encoder_ignores_padding(rnn_type):
+    torch.manual_seed(0)
+    encoder = RNNEncoder(E, hidden_size=4, rnn_type=rnn_type, num_layers=2)
+    x = torch.randn(1, 4, E)
+    outputs, final = encoder(x, torch.tensor([4]))
+    padded = torch.cat([x, torch.randn(1, 3, E)], dim=1)  # garbage where padding would be
+    outputs_p, final_p = encoder(padded, torch.tensor([4]))
+    torch.testing.assert_close(outputs_p[:, :4], outputs)
+    assert torch.all(outputs_p[:, 4:] == 0)
+    for a, b in zip(final if isinstance(final, tuple) else (final,), final_p if isinstance(final_p, tuple) else (final_p,)):
+        torch.testing.assert_close(a, b)
+    assert outputs.shape == (1, 4, 8)
+
+
+FLOWS = [
+    (LuongDecoder, {"input_feeding": True}),
+    (LuongDecoder, {"input_feeding": False}),
+    (BahdanauDecoder, {}),
+]
+
+
+@pytest.mark.parametrize("attention", [GeneralAttention, AdditiveAttention])
+@pytest.mark.parametrize("decoder_cls,kwargs", FLOWS)
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_unroll_equals_step_by_step(decoder_cls, kwargs, attention, rnn_type):
+    model = make_model(decoder_cls, attention, rnn_type=rnn_type, **kwargs)
+    src, src_lengths = make_src()
+    tgt_in = torch.randint(4, V, (B, T))
+    logits, weights = model(src, src_lengths, tgt_in)
+    cache, state = model.encode(src, src_lengths)
+    for t in range(T):
+        log_probs, state, step_weights = model.decode_step(tgt_in[:, t], state, cache)
+        torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1))
+        torch.testing.assert_close(step_weights, weights[:, t])
+    assert logits.shape == (B, T, V) and weights.shape == (B, T, S)
+
+
+def test_luong_without_input_feeding_unrolls_in_one_rnn_call(monkeypatch):
+    model = make_model(LuongDecoder, input_feeding=False)
+    calls = []
+    rnn_forward = model.decoder.rnn.forward
+    monkeypatch.setattr(model.decoder.rnn, "forward", lambda *a, **k: calls.append(1) or rnn_forward(*a, **k))
+    src, src_lengths = make_src()
+    model(src, src_lengths, torch.randint(4, V, (B, T)))
+    assert len(calls) == 1
+    assert not model.decoder.needs_step_loop
+    assert make_model(LuongDecoder, input_feeding=True).decoder.needs_step_loop
+
+
+def test_teacher_forcing_ratio_zero_feeds_own_predictions():
+    model = make_model()
+    src, src_lengths = make_src()
+    tgt_in = torch.randint(4, V, (B, T))
+    logits, _ = model(src, src_lengths, tgt_in, teacher_forcing_ratio=0.0)
+    # replay with the model's own argmax as the next input
+    cache, state = model.encode(src, src_lengths)
+    prev = tgt_in[:, 0]
+    for t in range(T):
+        log_probs, state, _ = model.decode_step(prev, state, cache)
+        torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1))
+        prev = log_probs.argmax(-1)
+
+
+def test_gradients_reach_the_encoder():
+    model = make_model().train()
+    src, src_lengths = make_src()
+    logits, _ = model(src, src_lengths, torch.randint(4, V, (B, T)))
+    logits.sum().backward()
+    assert model.encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    assert model.src_embed.weight.grad[0].abs().sum() == 0  # padding row untouched
+
+
+@pytest.mark.parametrize("bridge", ["zeros", "last", "learned"])
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_bridges(bridge, rnn_type):
+    model = make_model(bridge=bridge, rnn_type=rnn_type)
+    src, src_lengths = make_src()
+    _, state = model.encode(src, src_lengths)
+    hidden = state.hidden[0] if rnn_type == "lstm" else state.hidden
+    assert hidden.shape == (1, B, 8)
+    assert (hidden.abs().sum() == 0) == (bridge == "zeros")
+
+
+def test_bad_configuration_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="valid choices: rnn, gru, lstm"):
+        make_model(rnn_type="transformer")
+    with pytest.raises(ConfigError, match="valid choices: zeros, last, learned"):
+        make_model(bridge="magic")
+    with pytest.raises(ConfigError, match="bridge=learned"):
+        Seq2Seq(V, V, partial(RNNEncoder, hidden_size=4), partial(LuongDecoder, hidden_size=6), GeneralAttention, bridge="last")
