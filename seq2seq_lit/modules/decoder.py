@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import Attention, AttentionCache
-from .rnn_state import RNNState, map_state, rnn_class, top_layer
+from .rnn_state import RNNState, map_state, rnn_class, single_step_kernels, top_layer
 
 AttentionFactory = Callable[..., Attention]
 
@@ -107,10 +107,11 @@ class RNNDecoder(nn.Module):
     def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         """Teacher-forced unroll over ``embedded`` ``(B, T, E)``; returns outputs ``(B, T, H)`` and weights ``(B, T, S)``."""
         outputs, weights = [], []
-        for t in range(embedded.size(1)):
-            output, state, step_weights = self.step(embedded[:, t], state, cache)
-            outputs.append(output)
-            weights.append(step_weights)
+        with single_step_kernels():
+            for t in range(embedded.size(1)):
+                output, state, step_weights = self.step(embedded[:, t], state, cache)
+                outputs.append(output)
+                weights.append(step_weights)
         return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
 
     @property

@@ -16,6 +16,7 @@ from .attention import AttentionCache
 from .bridge import Bridge
 from .decoder import DecoderState, RNNDecoder
 from .encoder import RNNEncoder
+from .rnn_state import single_step_kernels
 
 
 class EncoderMemory(NamedTuple):
@@ -95,7 +96,8 @@ class Seq2Seq(nn.Module):
             state: the new decoder state.
             weights: attention weights ``(B, S)``.
         """
-        output, state, weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev_tokens)), state, cache)
+        with single_step_kernels():
+            output, state, weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev_tokens)), state, cache)
         return torch.log_softmax(self.generator(output).float(), dim=-1), state, weights
 
     def forward(
@@ -131,10 +133,11 @@ class Seq2Seq(nn.Module):
         teacher[:, 0] = True  # BOS
         logits, weights = [], []
         prev = tgt_in[:, 0]
-        for t in range(tgt_in.size(1)):
-            if t > 0:
-                prev = torch.where(teacher[:, t], tgt_in[:, t], logits[-1].argmax(-1))
-            output, state, step_weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev)), state, cache)
-            logits.append(self.generator(output))
-            weights.append(step_weights)
+        with single_step_kernels():
+            for t in range(tgt_in.size(1)):
+                if t > 0:
+                    prev = torch.where(teacher[:, t], tgt_in[:, t], logits[-1].argmax(-1))
+                output, state, step_weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev)), state, cache)
+                logits.append(self.generator(output))
+                weights.append(step_weights)
         return torch.stack(logits, dim=1), torch.stack(weights, dim=1)

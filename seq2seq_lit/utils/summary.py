@@ -16,7 +16,7 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     table.add_column("value", justify="right")
     for key in sorted(metrics):
         value = metrics[key]
-        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console = Console()
     console.print(table)
     console.print(f"metrics written to {output_dir / 'metrics.json'}")
