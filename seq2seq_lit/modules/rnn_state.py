@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Union
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +40,8 @@ def top_layer(state: RNNState) -> Tensor:
     return h[-1]
 
 
-def single_step_kernels():
+@contextmanager
+def single_step_kernels() -> Iterator[None]:
     """Context for loops that call an RNN one time step at a time.
 
     oneDNN's fused RNN kernel, which PyTorch picks on CPU, has a high fixed cost per call that pays off over long
@@ -47,4 +49,9 @@ def single_step_kernels():
     step with it, 0.28 s without), so step loops use the native kernel. Elsewhere (encoder, one-call unroll) the
     flag is left as it is.
     """
-    return torch.backends.mkldnn.flags(enabled=False)
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
