@@ -70,6 +70,7 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         HydraConfig().set_config(cfg)
     with open_dict(cfg):
+        del cfg.hydra  # the task function of a real run does not see this node either
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
         cfg.paths.cache_dir = str(output_dir.parent / "cache")
