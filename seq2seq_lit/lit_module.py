@@ -46,7 +46,8 @@ class Seq2SeqLitModule(L.LightningModule):
         optimizer: ``_partial_`` optimizer config, completed with the parameters.
         scheduler: optional ``_partial_`` LR scheduler config, completed with the optimizer.
         scheduler_config: Lightning's scheduler settings (``monitor``, ``interval``, ``frequency``).
-        embedding_size, dropout, bridge, init_range: see :class:`~seq2seq_lit.modules.Seq2Seq`.
+        embedding_size, dropout, bridge, init_range, tie_embeddings, share_embeddings: see
+            :class:`~seq2seq_lit.modules.Seq2Seq`.
         label_smoothing: epsilon of the training loss (0 disables it); validation loss and perplexity use plain NLL.
         teacher_forcing_ratio: probability of feeding the reference token at each training step.
         search: config of the decoding strategy used for validation and test (e.g. greedy).
@@ -67,6 +68,8 @@ class Seq2SeqLitModule(L.LightningModule):
         dropout: float = 0.2,
         bridge: str = "last",
         init_range: float | None = 0.1,
+        tie_embeddings: bool = False,
+        share_embeddings: bool = False,
         label_smoothing: float = 0.0,
         teacher_forcing_ratio: float = 1.0,
         search: dict | None = None,
@@ -94,6 +97,8 @@ class Seq2SeqLitModule(L.LightningModule):
             bridge=bridge,
             pad_id=pad_id,
             init_range=init_range,
+            tie_embeddings=tie_embeddings,
+            share_embeddings=share_embeddings,
         )
         self.search = hydra.utils.instantiate(search) if search else GreedySearch()
         self.tokenizers: Tokenizers | None = None

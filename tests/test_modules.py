@@ -108,7 +108,7 @@ def test_gradients_reach_the_encoder():
     src, src_lengths = make_src()
     logits, _ = model(src, src_lengths, torch.randint(4, V, (B, T)))
     logits.sum().backward()
-    assert model.encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    assert model.encoder.layers[0].weight_ih_l0.grad.abs().sum() > 0
     assert model.src_embed.weight.grad[0].abs().sum() == 0  # padding row untouched
 
 

@@ -1,29 +1,48 @@
 """Recurrent encoder over packed sequences.
 
-Shapes: B batch, S source length, E embedding size, H hidden size per direction, D directions (1 or 2), L layers.
+Shapes: B batch, S source length, E embedding size, H hidden size (per direction, except for a bidirectional bottom
+layer, see below), D directions of a layer (1 or 2), L layers, K = the encoder's output size.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..errors import ConfigError
 from .rnn_state import RNNState, map_state, rnn_class
+
+BIDIRECTIONAL_CHOICES = (True, False, "bottom")
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse the first ``lengths[b]`` positions of each row of ``x`` ``(B, S, *)``, leaving padding in place."""
+    positions = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, S)
+    lengths = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (B, S)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
 
 class RNNEncoder(nn.Module):
-    """A stacked, optionally bidirectional RNN / GRU / LSTM that reads packed sequences, so padding never enters it.
+    """A stack of RNN / GRU / LSTM layers that reads packed sequences, so padding never enters it.
 
     Args:
         input_size: E, the source embedding size.
-        hidden_size: H, per direction; the outputs (keys) have size ``D * H``.
+        hidden_size: H. With ``bidirectional=True`` each layer has H units per direction and outputs ``2H``; with
+            ``False`` it outputs H; with ``"bottom"`` (GNMT, Wu et al. 2016, Sec. 3.1) only the first layer is
+            bidirectional, with H/2 units per direction, so every layer outputs H.
         num_layers: L.
         rnn_type: ``rnn``, ``gru`` or ``lstm``.
-        bidirectional: read the source both ways (Bahdanau et al. 2015, Sec. 3.2) and concatenate.
-        dropout: between stacked layers.
+        bidirectional: ``True``, ``False`` or ``"bottom"`` (see ``hidden_size``; Bahdanau et al. 2015, Sec. 3.2).
+        dropout: on the input of every layer above the first.
+        residual: add each layer's input to its output wherever their sizes match, i.e. from the second layer on
+            (Wu et al. 2016, Sec. 3.2, where residuals start at the third of eight layers).
+        reverse_source: read each source sentence backwards (Sutskever et al. 2014, Sec. 3.3); the outputs are put back
+            in source order, so attention weights stay aligned with the source tokens.
 
     Raises:
-        ConfigError: for an unknown ``rnn_type``.
+        ConfigError: unknown ``rnn_type`` or ``bidirectional``, or an odd ``hidden_size`` with ``"bottom"``.
     """
 
     def __init__(
@@ -32,37 +51,59 @@ class RNNEncoder(nn.Module):
         hidden_size: int = 256,
         num_layers: int = 1,
         rnn_type: str = "lstm",
-        bidirectional: bool = True,
+        bidirectional: bool | str = True,
         dropout: float = 0.0,
+        residual: bool = False,
+        reverse_source: bool = False,
     ) -> None:
         super().__init__()
+        if bidirectional not in BIDIRECTIONAL_CHOICES:
+            raise ConfigError(f"encoder bidirectional={bidirectional!r}; valid choices: true, false, bottom")
+        if bidirectional == "bottom" and hidden_size % 2:
+            raise ConfigError(f"encoder bidirectional=bottom splits hidden_size={hidden_size} over two directions; fix: make it even")
         self.rnn_type = rnn_type
         self.num_layers = num_layers
-        self.num_directions = 2 if bidirectional else 1
-        self.output_size = hidden_size * self.num_directions
-        self.rnn = rnn_class(rnn_type)(
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.residual = residual
+        self.reverse_source = reverse_source
+        self.dropout = nn.Dropout(dropout)
+        layers, size = [], input_size
+        for layer in range(num_layers):
+            both_ways = bidirectional is True or (bidirectional == "bottom" and layer == 0)
+            units = hidden_size // 2 if bidirectional == "bottom" else hidden_size
+            units = units if both_ways else hidden_size
+            layers.append(rnn_class(rnn_type)(size, units, batch_first=True, bidirectional=both_ways))
+            size = units * (2 if both_ways else 1)
+        self.layers = nn.ModuleList(layers)
+        self.output_size = size
 
     def forward(self, embedded: Tensor, src_lengths: Tensor) -> tuple[Tensor, RNNState]:
         """Encode ``embedded`` ``(B, S, E)`` with true lengths ``src_lengths`` ``(B,)``.
 
         Returns:
-            outputs: ``(B, S, D*H)``, zero on padding.
-            final: the last state of each layer, directions concatenated: ``(L, B, D*H)`` (a pair for LSTM).
+            outputs: ``(B, S, K)``, zero on padding, in source order.
+            final: the last state of each layer, directions concatenated: ``(L, B, K)`` (a pair for LSTM).
         """
+        if self.reverse_source:
+            embedded = reverse_padded(embedded, src_lengths)
         packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))
-        return outputs, map_state(self._concat_directions, final)
+        finals = []
+        for index, layer in enumerate(self.layers):
+            layer_input = packed if index == 0 else packed._replace(data=self.dropout(packed.data))
+            output, final = layer(layer_input)
+            if self.residual and index > 0 and output.data.shape == packed.data.shape:
+                output = output._replace(data=output.data + packed.data)
+            finals.append(map_state(_concat_directions, final))
+            packed = output
+        outputs, _ = pad_packed_sequence(packed, batch_first=True, total_length=embedded.size(1))
+        if self.reverse_source:
+            outputs = reverse_padded(outputs, src_lengths)
+        if isinstance(finals[0], tuple):
+            return outputs, (torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals]))
+        return outputs, torch.stack(finals)
 
-    def _concat_directions(self, state: Tensor) -> Tensor:
-        # (L*D, B, H) -> (L, D, B, H) -> (L, B, D*H)
-        num_layers, batch, hidden = self.num_layers, state.size(1), state.size(2)
-        state = state.view(num_layers, self.num_directions, batch, hidden)
-        return state.transpose(1, 2).reshape(num_layers, batch, self.num_directions * hidden)
+
+def _concat_directions(state: Tensor) -> Tensor:
+    # (D, B, H) -> (B, D*H)
+    return state.transpose(0, 1).reshape(state.size(1), -1)
+
+

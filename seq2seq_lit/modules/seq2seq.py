@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .attention import AttentionCache
 from .bridge import Bridge
 from .decoder import DecoderState, RNNDecoder
@@ -41,6 +42,10 @@ class Seq2Seq(nn.Module):
         pad_id: the padding id of both vocabularies.
         init_range: if set, every parameter starts uniform in ``[-init_range, init_range]`` (OpenNMT-py's
             ``param_init``; Sutskever et al. 2014 use 0.08); None keeps PyTorch's defaults.
+        tie_embeddings: the output projection reuses the target embedding matrix (Press & Wolf 2017; Inan et al.
+            2017); needs the decoder's output size to equal E.
+        share_embeddings: one embedding matrix for source and target (a joint vocabulary, with
+            ``data.tokenizer.per_side_vocab=false``); needs equal vocabulary sizes.
 
     Raises:
         ConfigError: for an unknown bridge or RNN type, or sizes the bridge cannot connect.
@@ -58,11 +63,19 @@ class Seq2Seq(nn.Module):
         bridge: str = "last",
         pad_id: int = 0,
         init_range: float | None = 0.1,
+        tie_embeddings: bool = False,
+        share_embeddings: bool = False,
     ) -> None:
         super().__init__()
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ConfigError(
+                f"share_embeddings needs one vocabulary, but the source has {src_vocab_size} entries and the target "
+                f"{tgt_vocab_size}; fix: data.tokenizer.joint=true data.tokenizer.per_side_vocab=false, or "
+                f"model.share_embeddings=false"
+            )
         self.pad_id = pad_id
         self.src_embed = nn.Embedding(src_vocab_size, embedding_size, padding_idx=pad_id)
-        self.tgt_embed = nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=pad_id)
+        self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=pad_id)
         self.embed_dropout = nn.Dropout(dropout)
         self.encoder = encoder(input_size=embedding_size)
         self.decoder = decoder(embedding_size=embedding_size, key_size=self.encoder.output_size, attention=attention)
@@ -75,6 +88,14 @@ class Seq2Seq(nn.Module):
             decoder_is_lstm=self.decoder.rnn_type == "lstm",
         )
         self.generator = nn.Linear(self.decoder.output_size, tgt_vocab_size)
+        if tie_embeddings:
+            if self.decoder.output_size != embedding_size:
+                raise ConfigError(
+                    f"tie_embeddings reuses the ({tgt_vocab_size} x {embedding_size}) target embeddings as the output "
+                    f"projection, but the decoder outputs {self.decoder.output_size} values; fix: set "
+                    f"model.decoder.hidden_size={embedding_size} or model.embedding_size={self.decoder.output_size}"
+                )
+            self.generator.weight = self.tgt_embed.weight
         if init_range is not None:
             for param in self.parameters():
                 nn.init.uniform_(param, -init_range, init_range)
