@@ -16,13 +16,13 @@ from typing import Any
 
 import hydra
 import lightning as L
-import sacrebleu
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from .data import Batch, Tokenizers
+from .metrics import bleu_by_source_length, corpus_scores
 from .modules import Seq2Seq
 from .search import GreedySearch, Hypotheses
 
@@ -153,18 +153,20 @@ class Seq2SeqLitModule(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str, loss_metric: MeanMetric) -> dict[str, float]:
         """Score the hypotheses collected this epoch against the raw references of ``stage``'s split."""
-        references = self.trainer.datamodule.references(stage)
+        datamodule = self.trainer.datamodule
         indices = sorted(self._outputs)  # every decoded sentence once, in corpus order
         hypotheses = [self._outputs[i] for i in indices]
-        refs = [[references[i] for i in indices]]
+        references = [datamodule.references(stage)[i] for i in indices]
         self._outputs = {}
-        bleu_metric, chrf_metric = sacrebleu.BLEU(tokenize="13a"), sacrebleu.CHRF()
-        bleu, chrf = bleu_metric.corpus_score(hypotheses, refs), chrf_metric.corpus_score(hypotheses, refs)
+        corpus, self.sacrebleu_signature = corpus_scores(hypotheses, references)
         loss = loss_metric.compute()
         loss_metric.reset()
-        scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), f"{stage}/bleu": bleu.score, f"{stage}/chrf": chrf.score}
-        self.log_dict(scores, prog_bar=True)
-        self.sacrebleu_signature = str(bleu_metric.get_signature())
+        scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), **{f"{stage}/{k}": v for k, v in corpus.items()}}
+        if stage == "test":
+            sources = [datamodule.sources(stage)[i] for i in indices]
+            for label, bucket in bleu_by_source_length(sources, hypotheses, references).items():
+                scores[f"test/bleu_src_len_{label}"] = bucket["bleu"]
+        self.log_dict(scores, prog_bar=stage != "test")
         return scores
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -1,0 +1,44 @@
+"""Corpus-level translation scores with sacreBLEU (Post 2018), overall and by source-length bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sacrebleu
+
+# Source-length buckets in words (whitespace tokens of the raw source): (label, shortest, longest).
+LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-10", 1, 10), ("11-15", 11, 15), ("16-20", 16, 20), ("21+", 21, 10**9))
+
+
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], str]:
+    """sacreBLEU (13a tokenizer, cased) and chrF of detokenized hypotheses against raw references.
+
+    Returns:
+        ``{"bleu": ..., "chrf": ...}`` (0-100) and the BLEU signature.
+
+    Raises:
+        ValueError: if the two lists differ in length.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    bleu, chrf = sacrebleu.BLEU(tokenize="13a"), sacrebleu.CHRF()
+    scores = {"bleu": bleu.corpus_score(hypotheses, [references]).score, "chrf": chrf.corpus_score(hypotheses, [references]).score}
+    return scores, str(bleu.get_signature())
+
+
+def bleu_by_source_length(
+    sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Corpus BLEU of each :data:`LENGTH_BUCKETS` bucket of source length, e.g. to see whether attention's advantage
+    grows with sentence length (Bahdanau et al. 2015, Fig. 2; Luong et al. 2015, Fig. 6).
+
+    Returns:
+        ``{label: {"bleu": ..., "sentences": n}}`` for the non-empty buckets.
+    """
+    result = {}
+    for label, shortest, longest in LENGTH_BUCKETS:
+        chosen = [i for i, source in enumerate(sources) if shortest <= len(source.split()) <= longest]
+        if chosen:
+            bleu = sacrebleu.BLEU(tokenize="13a").corpus_score([hypotheses[i] for i in chosen], [[references[i] for i in chosen]])
+            result[label] = {"bleu": bleu.score, "sentences": len(chosen)}
+    return result
