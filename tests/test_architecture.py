@@ -90,3 +90,10 @@ def test_impossible_sharing_is_refused_with_the_fix():
         make_model(tie_embeddings=True, decoder_hidden=16, bridge="learned")
     with pytest.raises(ConfigError, match="per_side_vocab=false"):
         make_model(share_embeddings=True, sizes={"tgt_vocab_size": V + 1})
+
+
+def test_no_attention_needs_a_bridge_from_the_encoder():
+    from seq2seq_lit.modules import NoAttention
+
+    with pytest.raises(ConfigError, match="model.bridge=last or learned"):
+        Seq2Seq(V, V, partial(RNNEncoder, hidden_size=4), partial(LuongDecoder, hidden_size=8), NoAttention, bridge="zeros")

@@ -9,9 +9,19 @@ from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.modules import (
     AdditiveAttention,
     BahdanauDecoder,
+    ConcatAttention,
+    CosineAttention,
+    DecoderState,
+    DotAttention,
     GeneralAttention,
+    LocationAttention,
     LuongDecoder,
+    MonotonicLocalAttention,
+    MultiHeadAttention,
+    NoAttention,
+    PredictiveLocalAttention,
     RNNEncoder,
+    ScaledDotAttention,
     Seq2Seq,
 )
 
@@ -61,10 +71,29 @@ FLOWS = [
 ]
 
 
-@pytest.mark.parametrize("attention", [GeneralAttention, AdditiveAttention])
+# encoder outputs K = 2 x 4 = decoder hidden 8, so the dot scores fit; windows of radius 1 on 7-token sources
+ATTENTIONS = {
+    "dot": DotAttention,
+    "general": GeneralAttention,
+    "concat": ConcatAttention,
+    "additive": AdditiveAttention,
+    "scaled_dot": ScaledDotAttention,
+    "cosine": CosineAttention,
+    "location": LocationAttention,
+    "multihead": partial(MultiHeadAttention, score="concat", heads=2),
+    "local_m": partial(MonotonicLocalAttention, window=1),
+    "local_p": partial(PredictiveLocalAttention, score="additive", window=1),
+    "coverage": partial(ConcatAttention, coverage=True),
+    "local_m_coverage": partial(MonotonicLocalAttention, score="additive", window=1, score_options={"coverage": True}),
+    "none": NoAttention,
+}
+
+
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 @pytest.mark.parametrize("decoder_cls,kwargs", FLOWS)
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
 def test_unroll_equals_step_by_step(decoder_cls, kwargs, attention, rnn_type):
+    attention = ATTENTIONS[attention]
     model = make_model(decoder_cls, attention, rnn_type=rnn_type, **kwargs)
     src, src_lengths = make_src()
     tgt_in = torch.randint(4, V, (B, T))
@@ -103,13 +132,57 @@ def test_teacher_forcing_ratio_zero_feeds_own_predictions():
         prev = log_probs.argmax(-1)
 
 
-def test_gradients_reach_the_encoder():
-    model = make_model().train()
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
+@pytest.mark.parametrize("decoder_cls,kwargs", FLOWS[1:])
+def test_gradients_reach_the_encoder(attention, decoder_cls, kwargs):
+    # bridge=zeros: the gradients must come through the attention's context, not through the decoder's first state
+    model = make_model(decoder_cls, ATTENTIONS[attention], bridge="last" if attention == "none" else "zeros", **kwargs)
     src, src_lengths = make_src()
-    logits, _ = model(src, src_lengths, torch.randint(4, V, (B, T)))
+    logits, _ = model.train()(src, src_lengths, torch.randint(4, V, (B, T)))
     logits.sum().backward()
     assert model.encoder.layers[0].weight_ih_l0.grad.abs().sum() > 0
     assert model.src_embed.weight.grad[0].abs().sum() == 0  # padding row untouched
+
+
+def test_coverage_forces_the_step_loop_and_accumulates_the_weights(monkeypatch):
+    model = make_model(LuongDecoder, ATTENTIONS["coverage"], input_feeding=False)
+    assert model.decoder.needs_step_loop
+    calls = []
+    rnn_forward = model.decoder.rnn.forward
+    monkeypatch.setattr(model.decoder.rnn, "forward", lambda *a, **k: calls.append(1) or rnn_forward(*a, **k))
+    src, src_lengths = make_src()
+    tgt_in = torch.randint(4, V, (B, T))
+    _, weights = model(src, src_lengths, tgt_in)
+    assert len(calls) == T
+    cache, state = model.encode(src, src_lengths)
+    for t in range(T):
+        _, state, _ = model.decode_step(tgt_in[:, t], state, cache)
+    assert state.step == T
+    torch.testing.assert_close(state.coverage, weights.sum(1))
+
+
+def test_decoder_state_rows_are_selected_with_coverage_and_step():
+    state = DecoderState((torch.randn(1, B, 8), torch.randn(1, B, 8)), torch.randn(B, 8), torch.rand(B, S), step=4)
+    index = torch.tensor([2, 2, 0])
+    selected = state.index_select(index)
+    torch.testing.assert_close(selected.hidden[1], state.hidden[1][:, index])
+    torch.testing.assert_close(selected.input_feed, state.input_feed[index])
+    torch.testing.assert_close(selected.coverage, state.coverage[index])
+    assert selected.step == 4 and DecoderState(state.hidden).index_select(index).coverage is None
+
+
+@pytest.mark.parametrize("decoder_cls,kwargs", FLOWS)
+def test_without_attention_the_decoder_reads_no_context(decoder_cls, kwargs):
+    model = make_model(decoder_cls, NoAttention, **kwargs)
+    decoder = model.decoder
+    if decoder_cls is LuongDecoder:
+        assert decoder.combine.in_features == decoder.hidden_size  # h~_t = tanh(W_c h_t)
+        assert decoder.rnn.input_size == E + (decoder.hidden_size if kwargs["input_feeding"] else 0)
+    else:
+        assert decoder.rnn.input_size == E and decoder.deep_output.in_features == decoder.hidden_size + E
+    src, src_lengths = make_src()
+    logits, weights = model(src, src_lengths, torch.randint(4, V, (B, T)))
+    assert logits.shape == (B, T, V) and torch.all(weights == 0)
 
 
 @pytest.mark.parametrize("bridge", ["zeros", "last", "learned"])

@@ -109,21 +109,23 @@ def test_translate_keeps_one_line_per_input_line(trained_reverse_run, tmp_path):
 def test_bad_input_exits_with_a_message_naming_the_file(reverse_corpus, tmp_path):
     short = tmp_path / "short.tgt"
     short.write_text("a\nb\n")
-    args = [f"{o}" for o in reverse_data_overrides(reverse_corpus)] + [
-        f"data.train_tgt={short}",
-        f"paths.log_dir={tmp_path}",
-        f"paths.cache_dir={tmp_path}/cache",
-        "~logger",
-    ]
-    result = run_module("seq2seq_lit.train", *args)
+    args = reverse_data_overrides(reverse_corpus) + [f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache", "~logger"]
+    result = run_module("seq2seq_lit.train", *args, f"data.train_tgt={short}")
     assert result.returncode == 2
     assert str(short) in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+    bad_model = run_module("seq2seq_lit.train", *args, "model.encoder.rnn_type=transformer")
+    assert bad_model.returncode == 2 and "valid choices: rnn, gru, lstm" in bad_model.stderr
+    assert "Traceback" not in bad_model.stderr + bad_model.stdout
 
     result = run_module("seq2seq_lit.translate", f"ckpt_path={tmp_path}/missing.ckpt")
     assert result.returncode == 2 and "missing.ckpt" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("attention", ["general", "additive"])
+@pytest.mark.parametrize(
+    "attention",
+    ["general", "additive", "dot", "concat", "scaled_dot", "cosine", "location", "multihead", "local_m", "local_p", "none"],
+)
 @pytest.mark.parametrize("decoder", ["luong", "bahdanau", "luong_no_feed"])
 def test_every_attention_and_decoder_composes_and_trains(attention, decoder, reverse_corpus, tmp_path):
     from seq2seq_lit.train import train

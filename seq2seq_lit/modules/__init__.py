@@ -1,6 +1,21 @@
 """Plain ``nn.Module`` building blocks: encoder, bridge, attention, decoder flows, and the seq2seq model."""
 
-from .attention import AdditiveAttention, Attention, AttentionCache, GeneralAttention
+from .attention import (
+    AdditiveAttention,
+    Attention,
+    AttentionCache,
+    ConcatAttention,
+    CosineAttention,
+    DotAttention,
+    GeneralAttention,
+    LocalAttention,
+    LocationAttention,
+    MonotonicLocalAttention,
+    MultiHeadAttention,
+    NoAttention,
+    PredictiveLocalAttention,
+    ScaledDotAttention,
+)
 from .bridge import Bridge
 from .decoder import BahdanauDecoder, DecoderState, LuongDecoder, RNNDecoder
 from .encoder import RNNEncoder
@@ -12,11 +27,21 @@ __all__ = [
     "AttentionCache",
     "BahdanauDecoder",
     "Bridge",
+    "ConcatAttention",
+    "CosineAttention",
     "DecoderState",
+    "DotAttention",
     "EncoderMemory",
     "GeneralAttention",
+    "LocalAttention",
+    "LocationAttention",
     "LuongDecoder",
+    "MonotonicLocalAttention",
+    "MultiHeadAttention",
+    "NoAttention",
+    "PredictiveLocalAttention",
     "RNNDecoder",
     "RNNEncoder",
+    "ScaledDotAttention",
     "Seq2Seq",
 ]

@@ -1,7 +1,7 @@
 """Attention decoders, one class per flow; any :class:`Attention` works with either.
 
-Shapes: B batch, S source length, T target steps, E target embedding size, K key size (encoder outputs), H decoder
-hidden size, L decoder layers.
+Shapes: B batch, S source length, T target steps, E target embedding size, K key size (encoder outputs), C context
+size (the attention's ``context_size``: K, or 0 without attention), H decoder hidden size, L decoder layers.
 
 Flows:
     :class:`LuongDecoder` (Luong et al. 2015, Sec. 3): ``h_t = RNN(x_t, h_{t-1})``, attend with the query ``h_t``,
@@ -13,7 +13,8 @@ Flows:
     with tanh in place of maxout).
 
 Both return per step an output ``(B, H)`` for the generator and the attention weights ``(B, S)``. The teacher-forced
-unroll (:meth:`RNNDecoder.forward`) equals stepping :meth:`RNNDecoder.step` over the same inputs.
+unroll (:meth:`RNNDecoder.forward`) equals stepping :meth:`RNNDecoder.step` over the same inputs. The state carries
+the target step index (read by local-m attention) and, for an attention with coverage, the weights summed so far.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .attention import Attention, AttentionCache
+from .attention import Attention, AttentionCache, build_attention
 from .rnn_state import RNNState, map_state, rnn_class, single_step_kernels, top_layer
 
 AttentionFactory = Callable[..., Attention]
@@ -35,16 +36,21 @@ class DecoderState(NamedTuple):
     Attributes:
         hidden: the RNN state ``(L, B, H)`` (an ``(h, c)`` pair for LSTM).
         input_feed: the previous attentional hidden ``(B, H)`` for Luong input feeding, else None.
+        coverage: the attention weights summed over the previous steps ``(B, S)`` float32, for an attention with
+            coverage; None before the first step, and for an attention without coverage.
+        step: the index of the next target step (0 before the first), the same for every row.
     """
 
     hidden: RNNState
     input_feed: Tensor | None = None
+    coverage: Tensor | None = None
+    step: int = 0
 
     def index_select(self, index: Tensor) -> "DecoderState":
         """Select (or repeat) batch rows ``index`` ``(B',)``, e.g. to expand sentences into beams or reorder them."""
         hidden = map_state(lambda h: h.index_select(1, index), self.hidden)
-        feed = None if self.input_feed is None else self.input_feed.index_select(0, index)
-        return DecoderState(hidden, feed)
+        feed, coverage = (None if t is None else t.index_select(0, index) for t in (self.input_feed, self.coverage))
+        return DecoderState(hidden, feed, coverage, self.step)
 
 
 class RNNDecoder(nn.Module):
@@ -60,7 +66,8 @@ class RNNDecoder(nn.Module):
         dropout: between stacked layers and on each output (the generator's input).
 
     Raises:
-        ConfigError: for an unknown ``rnn_type``.
+        ConfigError: for an unknown ``rnn_type``, an option the attention does not take, or as the attention's
+            constructor raises.
     """
 
     def __init__(
@@ -77,17 +84,20 @@ class RNNDecoder(nn.Module):
         self.hidden_size = self.output_size = hidden_size
         self.num_layers = num_layers
         self.rnn_type = rnn_type
+        # built first since its context size sizes the RNN input, but registered after the RNN, which keeps the
+        # parameter order (and so init_range's draws) as before
+        built_attention = build_attention(attention, query_size=hidden_size, key_size=key_size)
         self.rnn = rnn_class(rnn_type)(
-            self.rnn_input_size(embedding_size, key_size, hidden_size),
+            self.rnn_input_size(embedding_size, built_attention.context_size, hidden_size),
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.attention = attention(query_size=hidden_size, key_size=key_size)
+        self.attention = built_attention
         self.dropout = nn.Dropout(dropout)
 
-    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
+    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
         raise NotImplementedError
 
     def init_state(self, hidden: RNNState) -> DecoderState:
@@ -103,6 +113,22 @@ class RNNDecoder(nn.Module):
             weights: the attention weights ``(B, S)``.
         """
         raise NotImplementedError
+
+    def attend(self, query: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+        """Attend with ``query`` ``(B, T, H)``, whose first row is target step ``state.step``.
+
+        Returns the context ``(B, T, C)`` and the weights ``(B, T, S)``.
+        """
+        return self.attention(query, cache, step=state.step, coverage=state.coverage)
+
+    def next_state(
+        self, state: DecoderState, hidden: RNNState, weights: Tensor, input_feed: Tensor | None = None
+    ) -> DecoderState:
+        """The state after one step that produced ``hidden`` and the weights ``(B, S)``."""
+        coverage = None
+        if self.attention.coverage:
+            coverage = weights if state.coverage is None else state.coverage + weights
+        return DecoderState(hidden, input_feed, coverage, state.step + 1)
 
     def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         """Teacher-forced unroll over ``embedded`` ``(B, T, E)``; returns outputs ``(B, T, H)`` and weights ``(B, T, S)``."""
@@ -123,24 +149,27 @@ class RNNDecoder(nn.Module):
 class LuongDecoder(RNNDecoder):
     """Luong et al. 2015 flow: the query is the new RNN state ``h_t``; ``h~_t = tanh(W_c [c_t; h_t])`` (Eq. 5).
 
+    Without attention (context size 0) this is ``h~_t = tanh(W_c h_t)``.
+
     Args:
-        input_feeding: feed ``h~_{t-1}`` into the RNN with ``y_{t-1}`` (Sec. 3.3). Without it the teacher-forced
-            unroll is one RNN call over all T steps and one batched attention.
+        input_feeding: feed ``h~_{t-1}`` into the RNN with ``y_{t-1}`` (Sec. 3.3). Without it, and unless the
+            attention needs a step loop (coverage), the teacher-forced unroll is one RNN call over all T steps and
+            one batched attention.
         Others as :class:`RNNDecoder`.
     """
 
     def __init__(self, *args, input_feeding: bool = True, **kwargs) -> None:
         self.input_feeding = input_feeding
         super().__init__(*args, **kwargs)
-        key_size = self.attention.key_size
-        self.combine = nn.Linear(key_size + self.hidden_size, self.hidden_size, bias=False)  # W_c
+        context_size = self.attention.context_size
+        self.combine = nn.Linear(context_size + self.hidden_size, self.hidden_size, bias=False)  # W_c
 
-    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
+    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
         return embedding_size + (hidden_size if self.input_feeding else 0)
 
     @property
     def needs_step_loop(self) -> bool:
-        return self.input_feeding
+        return self.input_feeding or self.attention.needs_step_loop
 
     def init_state(self, hidden: RNNState) -> DecoderState:
         if not self.input_feeding:
@@ -151,19 +180,19 @@ class LuongDecoder(RNNDecoder):
     def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
         rnn_input = embedded if state.input_feed is None else torch.cat([embedded, state.input_feed], dim=-1)
         rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)  # (B, 1, H)
-        output, weights = self._attend(rnn_output, cache)
+        output, weights = self._attentional(rnn_output, state, cache)
         output, weights = output.squeeze(1), weights.squeeze(1)
-        return output, DecoderState(hidden, output if self.input_feeding else None), weights
+        return output, self.next_state(state, hidden, weights, output if self.input_feeding else None), weights
 
     def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         if self.needs_step_loop:
             return super().forward(embedded, state, cache)
         rnn_outputs, _ = self.rnn(embedded, state.hidden)  # (B, T, H): one call over all steps
-        return self._attend(rnn_outputs, cache)
+        return self._attentional(rnn_outputs, state, cache)
 
-    def _attend(self, query: Tensor, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+    def _attentional(self, query: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         # query h_t: (B, T, H) -> attentional hidden h~_t (B, T, H), weights (B, T, S)
-        context, weights = self.attention(query, cache)
+        context, weights = self.attend(query, state, cache)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))
         return self.dropout(attentional), weights
 
@@ -171,23 +200,25 @@ class LuongDecoder(RNNDecoder):
 class BahdanauDecoder(RNNDecoder):
     """Bahdanau et al. 2015 flow: attend with ``s_{t-1}``, feed ``[y_{t-1}; c_t]`` to the RNN, deep output.
 
+    Without attention (context size 0) the RNN reads ``y_{t-1}`` alone and the output is ``tanh(W_o [s_t; y_{t-1}])``.
+
     Args: as :class:`RNNDecoder`.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        key_size = self.attention.key_size
-        embedding_size = self.rnn.input_size - key_size
-        self.deep_output = nn.Linear(self.hidden_size + key_size + embedding_size, self.hidden_size)  # W_o
+        context_size = self.attention.context_size
+        embedding_size = self.rnn.input_size - context_size
+        self.deep_output = nn.Linear(self.hidden_size + context_size + embedding_size, self.hidden_size)  # W_o
 
-    def rnn_input_size(self, embedding_size: int, key_size: int, hidden_size: int) -> int:
-        return embedding_size + key_size
+    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
+        return embedding_size + context_size
 
     def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
         query = top_layer(state.hidden).unsqueeze(1)  # s_{t-1}: (B, 1, H)
-        context, weights = self.attention(query, cache)  # (B, 1, K), (B, 1, S)
-        context = context.squeeze(1)
+        context, weights = self.attend(query, state, cache)  # (B, 1, C), (B, 1, S)
+        context, weights = context.squeeze(1), weights.squeeze(1)
         rnn_input = torch.cat([embedded, context], dim=-1)
         rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
         output = torch.tanh(self.deep_output(torch.cat([rnn_output.squeeze(1), context, embedded], dim=-1)))
-        return self.dropout(output), DecoderState(hidden), weights.squeeze(1)
+        return self.dropout(output), self.next_state(state, hidden, weights), weights

@@ -79,6 +79,11 @@ class Seq2Seq(nn.Module):
         self.embed_dropout = nn.Dropout(dropout)
         self.encoder = encoder(input_size=embedding_size)
         self.decoder = decoder(embedding_size=embedding_size, key_size=self.encoder.output_size, attention=attention)
+        if bridge == "zeros" and self.decoder.attention.context_size == 0:
+            raise ConfigError(
+                "model/attention=none with model.bridge=zeros leaves the decoder without any view of the source; "
+                "fix: model.bridge=last or learned"
+            )
         self.bridge = Bridge(
             bridge,
             encoder_size=self.encoder.output_size,

@@ -14,10 +14,19 @@ log = logging.getLogger(__name__)
 
 
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2."""
+    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2.
+
+    Hydra wraps an error raised while instantiating a config in an ``InstantiationException``; the user error is
+    found in its chain of causes.
+    """
     try:
         return task(cfg)
-    except Seq2SeqError as err:
+    except Exception as exc:
+        err: BaseException | None = exc
+        while err is not None and not isinstance(err, Seq2SeqError):
+            err = err.__cause__
+        if err is None:
+            raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
