@@ -142,3 +142,23 @@ def test_every_attention_and_decoder_composes_and_trains(attention, decoder, rev
     ]
     metrics = train(compose_train(overrides, tmp_path / "run"))
     assert metrics["global_step"] == 3 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+@pytest.mark.parametrize("experiment", ["sutskever2014", "bahdanau2015", "luong2015", "gnmt"])
+def test_seed_architecture_experiments_compose_and_train(experiment, reverse_corpus, tmp_path):
+    from seq2seq_lit.train import train
+
+    not_model = [o for o in TINY if not o.startswith("model.")]
+    overrides = not_model + reverse_data_overrides(reverse_corpus) + [
+        f"experiment={experiment}",
+        "~logger",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "callbacks.attention_heatmaps=null",
+        "callbacks.learning_rate_monitor=null",
+    ]
+    cfg = compose_train(overrides, tmp_path / "run")
+    assert experiment in cfg.tags
+    metrics = train(cfg)
+    assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
