@@ -15,10 +15,11 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from .utils.entry import run_entry_point
-from .utils.loggers import instantiate_loggers
+from .utils.loggers import finish_loggers, instantiate_loggers
 from .utils.summary import print_summary
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "data_filtered": datamodule.num_filtered})
 
+    try:
+        metrics = _fit_and_test(cfg, trainer, model, datamodule, loggers)
+    finally:
+        finish_loggers(loggers)
+    print_summary(metrics, Path(cfg.paths.output_dir))
+    return metrics
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    loggers: list[Logger],
+) -> dict[str, Any]:
+    """Fit (unless ``cfg.train`` is false), test the best checkpoint (unless ``cfg.test`` is false), write
+    ``metrics.json`` and give the loggers the sacreBLEU signature."""
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         start = time.perf_counter()
@@ -78,7 +96,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     for logger in loggers:
         logger.log_hyperparams({"sacrebleu_signature": metrics["sacrebleu_signature"]})
-    print_summary(metrics, output_dir)
     return metrics
 
 

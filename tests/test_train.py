@@ -162,3 +162,12 @@ def test_seed_architecture_experiments_compose_and_train(experiment, reverse_cor
     assert experiment in cfg.tags
     metrics = train(cfg)
     assert metrics["global_step"] == 2 and torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_wandb_run_is_named_by_the_overrides_and_finished(trained_reverse_run):
+    import wandb
+
+    cfg, _ = trained_reverse_run
+    assert wandb.run is None  # finished, so a multirun's next job starts its own run
+    run_dir = next(Path(cfg.paths.output_dir).glob("wandb/offline-run-*"))
+    assert b"model.embedding_size=32,model.encoder.hidden_size=32" in next(run_dir.glob("run-*.wandb")).read_bytes()

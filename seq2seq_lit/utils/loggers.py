@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
@@ -27,11 +28,31 @@ def wandb_api_key_available() -> bool:
         return False
 
 
+def run_name_from_overrides(max_length: int = 128) -> str | None:
+    """The command-line overrides of this Hydra job as a run name (``model/attention=dot,trainer.max_steps=600``), so
+    that the runs of a multirun are told apart by what they change; None outside Hydra or without overrides."""
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not running under Hydra
+        return None
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(("paths.", "hydra.", "data.train_", "data.val_", "data.test_"))]
+    return ",".join(kept)[:max_length] or None
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close the W&B run, so that the next job of a Hydra multirun starts its own run instead of resuming this one."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
+
+
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     """Instantiate every logger under ``cfg`` (a mapping name -> logger config).
 
     A W&B logger whose ``offline`` is null runs offline when no API key is found (or ``WANDB_MODE=offline``) and
-    online otherwise; offline runs are synced later with ``wandb sync``.
+    online otherwise; offline runs are synced later with ``wandb sync``. Its ``name``, when null, is made of the
+    job's command-line overrides (:func:`run_name_from_overrides`).
     """
     loggers: list[Logger] = []
     for name, logger_cfg in (cfg or {}).items():
@@ -42,6 +63,9 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
             with open_dict(logger_cfg):
                 logger_cfg.offline = offline
             log.info("W&B logger %r runs %s", name, "offline (no API key found; sync later with `wandb sync`)" if offline else "online")
+        if logger_cfg._target_.endswith("WandbLogger") and logger_cfg.get("name") is None:
+            with open_dict(logger_cfg):
+                logger_cfg.name = run_name_from_overrides()
         if "save_dir" in logger_cfg:
             Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
         loggers.append(hydra.utils.instantiate(logger_cfg))
