@@ -156,14 +156,16 @@ class Seq2SeqLitModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         indices = sorted(self._outputs)  # every decoded sentence once, in corpus order
         hypotheses = [self._outputs[i] for i in indices]
-        references = [datamodule.references(stage)[i] for i in indices]
+        all_references = datamodule.references(stage)
+        references = [all_references[i] for i in indices]
         self._outputs = {}
         corpus, self.sacrebleu_signature = corpus_scores(hypotheses, references)
         loss = loss_metric.compute()
         loss_metric.reset()
         scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), **{f"{stage}/{k}": v for k, v in corpus.items()}}
         if stage == "test":
-            sources = [datamodule.sources(stage)[i] for i in indices]
+            all_sources = datamodule.sources(stage)
+            sources = [all_sources[i] for i in indices]
             for label, bucket in bleu_by_source_length(sources, hypotheses, references).items():
                 scores[f"test/bleu_src_len_{label}"] = bucket["bleu"]
         self.log_dict(scores, prog_bar=stage != "test")
