@@ -11,7 +11,6 @@ is enough to translate.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import hydra

@@ -6,22 +6,18 @@ import pytest
 import torch
 
 from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.modules.attention.scores import SCORES
 from seq2seq_lit.modules import (
-    AdditiveAttention,
     BahdanauDecoder,
     ConcatAttention,
-    CosineAttention,
     DecoderState,
-    DotAttention,
     GeneralAttention,
-    LocationAttention,
     LuongDecoder,
     MonotonicLocalAttention,
     MultiHeadAttention,
     NoAttention,
     PredictiveLocalAttention,
     RNNEncoder,
-    ScaledDotAttention,
     Seq2Seq,
 )
 
@@ -73,13 +69,7 @@ FLOWS = [
 
 # encoder outputs K = 2 x 4 = decoder hidden 8, so the dot scores fit; windows of radius 1 on 7-token sources
 ATTENTIONS = {
-    "dot": DotAttention,
-    "general": GeneralAttention,
-    "concat": ConcatAttention,
-    "additive": AdditiveAttention,
-    "scaled_dot": ScaledDotAttention,
-    "cosine": CosineAttention,
-    "location": LocationAttention,
+    **SCORES,
     "multihead": partial(MultiHeadAttention, score="concat", heads=2),
     "local_m": partial(MonotonicLocalAttention, window=1),
     "local_p": partial(PredictiveLocalAttention, score="additive", window=1),

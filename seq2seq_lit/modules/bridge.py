@@ -7,7 +7,7 @@ hidden size.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ConfigError
 from .rnn_state import RNNState
