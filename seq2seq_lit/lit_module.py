@@ -24,6 +24,7 @@ from .data import Batch, Tokenizers
 from .metrics import bleu_by_source_length, corpus_scores
 from .modules import Seq2Seq
 from .search import GreedySearch, Hypotheses
+from .teacher_forcing import Constant
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class Seq2SeqLitModule(L.LightningModule):
         embedding_size, dropout, bridge, init_range, tie_embeddings, share_embeddings: see
             :class:`~seq2seq_lit.modules.Seq2Seq`.
         label_smoothing: epsilon of the training loss (0 disables it); validation loss and perplexity use plain NLL.
-        teacher_forcing_ratio: probability of feeding the reference token at each training step.
+        teacher_forcing: ``_target_`` config of a :mod:`~seq2seq_lit.teacher_forcing` schedule (``model/teacher_forcing``);
+            the ratio follows ``global_step``, so a resumed run resumes the schedule. None: constant 1.0.
         search: config of the decoding strategy used for validation and test (e.g. greedy).
         pad_id, bos_id, eos_id: special ids of the target vocabulary.
     """
@@ -70,7 +72,7 @@ class Seq2SeqLitModule(L.LightningModule):
         tie_embeddings: bool = False,
         share_embeddings: bool = False,
         label_smoothing: float = 0.0,
-        teacher_forcing_ratio: float = 1.0,
+        teacher_forcing: dict | None = None,
         search: dict | None = None,
         pad_id: int = 0,
         bos_id: int = 2,
@@ -78,11 +80,12 @@ class Seq2SeqLitModule(L.LightningModule):
     ) -> None:
         super().__init__()
         encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
-        optimizer, scheduler, scheduler_config, search = (
+        optimizer, scheduler, scheduler_config, search, teacher_forcing = (
             _plain(optimizer),
             _plain(scheduler),
             _plain(scheduler_config),
             _plain(search),
+            _plain(teacher_forcing),
         )
         self.save_hyperparameters()
         self.net = Seq2Seq(
@@ -100,6 +103,7 @@ class Seq2SeqLitModule(L.LightningModule):
             share_embeddings=share_embeddings,
         )
         self.search = hydra.utils.instantiate(search) if search else GreedySearch()
+        self.teacher_forcing = hydra.utils.instantiate(teacher_forcing) if teacher_forcing else Constant(1.0)
         self.tokenizers: Tokenizers | None = None
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
@@ -120,13 +124,16 @@ class Seq2SeqLitModule(L.LightningModule):
         """
         if self.tokenizers is None:
             raise RuntimeError("no tokenizers attached: set `module.tokenizers` or load a checkpoint that has them")
-        return [self.tokenizers.tgt.decode(ids) for ids in self(batch).token_lists()]
+        return [self.tokenizers.tgt.decode(ids) for ids in self(batch).best().token_lists()]
 
     # -- training ----------------------------------------------------------------------------------------------------
 
     def _token_nll(self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float) -> tuple[torch.Tensor, int]:
         """Mean cross-entropy per non-pad target token, and that token count."""
-        logits, _ = self.net(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio)  # (B, T, V)
+        schedule = self.teacher_forcing
+        logits, _ = self.net(
+            batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio, schedule.feed, schedule.parallel
+        )  # (B, T, V)
         num_tokens = batch.num_tgt_tokens
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(),
@@ -138,8 +145,10 @@ class Seq2SeqLitModule(L.LightningModule):
         return loss / num_tokens, num_tokens
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, self.hparams.teacher_forcing_ratio)
+        ratio = self.teacher_forcing(self.global_step)
+        loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, ratio)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
         self.trained_tokens += num_tokens + int(batch.src_lengths.sum())
         return loss
 

@@ -1,54 +1,86 @@
 """Translate text with a trained checkpoint: ``python -m seq2seq_lit.translate ckpt_path=... input=FILE output=FILE``.
 
-Reads stdin and writes stdout when ``input`` / ``output`` are omitted. Writes exactly one detokenized line per input
-line, in input order; an empty (or all-whitespace) input line gives an empty output line.
+Reads stdin and writes stdout when ``input`` / ``output`` are omitted. Decodes with the checkpoint's search unless
+``model/search=greedy|beam`` overrides it. Output formats:
+
+- plain (default): exactly one detokenized line per input line, in input order; an empty (or all-whitespace) input
+  line gives an empty output line.
+- n-best (``model.search.n_best`` > 1, or ``scores=true``): the Moses n-best format, ``i ||| translation ||| score``
+  with the 0-based input line ``i``, ``n_best`` lines per input line, best first (one line with an empty translation
+  and score 0 for an empty input line).
+
+Optionally, for the best translation of each line: hard alignments in Pharaoh ``i-j`` format (``alignment_output``,
+one line per input line; see :mod:`seq2seq_lit.alignment`) and attention heatmaps as PNG files (``attention_dir``,
+``{line:06d}.png``, 0-based line numbers; nothing for empty lines).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
+from .alignment import hard_alignment, pharaoh
+from .checkpoints import load_checkpoint
 from .data import collate, read_lines
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
+from .plotting import plot_attention
 from .utils.entry import run_entry_point
 
 log = logging.getLogger(__name__)
 
 
-def load_checkpoint(ckpt_path: str | Path, device: str = "cpu") -> Seq2SeqLitModule:
-    """Load a trained module with its tokenizers, weights-only (no pickled code runs), in eval mode.
+@dataclass
+class Translation:
+    """One hypothesis for one input line.
 
-    Raises:
-        DataError: the file is missing or holds no tokenizers.
+    Attributes:
+        text: the detokenized translation.
+        score: the search's score (summed log-probability in nats, after the beam's penalties, if any).
+        src_ids: source piece ids, EOS included (S).
+        tgt_ids: emitted target piece ids, EOS included where emitted (T).
+        attention: ``(T, S)`` attention weights, on the CPU.
     """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found. Fix: pass ckpt_path=PATH of a .ckpt written by training")
-    module = Seq2SeqLitModule.load_from_checkpoint(path, map_location=device, weights_only=True)
-    if module.tokenizers is None:
-        raise DataError(f"{path}: the checkpoint carries no sentencepiece models; it was not written by seq2seq-lit training")
-    return module.eval()
+
+    text: str
+    score: float
+    src_ids: list[int]
+    tgt_ids: list[int]
+    attention: torch.Tensor
 
 
 @torch.no_grad()
-def translate_lines(module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100) -> list[str]:
-    """Translate ``lines``; returns one string per line, in order ("" for a blank line)."""
-    outputs = [""] * len(lines)
+def translate_nbest(module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100) -> list[list[Translation]]:
+    """Translate ``lines`` with ``module.search``; returns per line its ``n_best`` hypotheses, best first ([] for a
+    blank line). Lines are decoded in batches of similar length."""
+    results: list[list[Translation]] = [[] for _ in lines]
     src_ids = module.tokenizers.src.encode_batch(lines)
     todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(src_ids[i]))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         batch = collate([(i, src_ids[i], None) for i in chunk]).to(module.device)
-        for i, hypothesis in zip(chunk, module.translate(batch)):
-            outputs[i] = hypothesis
-    return outputs
+        hyps = module(batch)
+        texts = module.tokenizers.tgt.decode_batch(hyps.token_lists())
+        emitted = (hyps.lengths + 1).clamp(max=hyps.tokens.size(1)).tolist()  # EOS included where emitted
+        src_lengths, scores = batch.src_lengths.tolist(), hyps.scores.tolist()
+        tokens, attention = hyps.tokens.cpu(), hyps.attention.float().cpu()
+        for r, text in enumerate(texts):
+            b = r // hyps.n_best
+            i, n, t = chunk[b], src_lengths[b], emitted[r]
+            ids = batch.src[b, :n].tolist()
+            results[i].append(Translation(text, scores[r], ids, tokens[r, :t].tolist(), attention[r, :t, :n]))
+    return results
+
+
+def translate_lines(module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100) -> list[str]:
+    """The best translation of each of ``lines``, in order ("" for a blank line)."""
+    return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size)]
 
 
 def _device(name: str) -> str:
@@ -57,25 +89,66 @@ def _device(name: str) -> str:
     return name
 
 
+def _format(results: list[list[Translation]], n_best_format: bool) -> str:
+    if not n_best_format:
+        return "".join((hyps[0].text if hyps else "") + "\n" for hyps in results)
+    rows = []
+    for i, hyps in enumerate(results):
+        rows += [f"{i} ||| {h.text} ||| {h.score:.4f}\n" for h in hyps] or [f"{i} |||  ||| 0.0000\n"]
+    return "".join(rows)
+
+
+def _pieces(module: Seq2SeqLitModule, best: Translation) -> tuple[list[str], list[str]]:
+    return module.tokenizers.src.id_to_pieces(best.src_ids), module.tokenizers.tgt.id_to_pieces(best.tgt_ids)
+
+
+def _write_alignments(module: Seq2SeqLitModule, results: list[list[Translation]], path: str, level: str) -> None:
+    lines = []
+    for hyps in results:
+        lines.append(pharaoh(hard_alignment(hyps[0].attention, *_pieces(module, hyps[0]), level=level)) if hyps else "")
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    log.info("wrote %d alignment lines (%s level, Pharaoh i-j) to %s", len(lines), level, path)
+
+
+def _write_heatmaps(module: Seq2SeqLitModule, results: list[list[Translation]], folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i, hyps in enumerate(results):
+        if hyps:
+            src_pieces, tgt_pieces = _pieces(module, hyps[0])
+            fig = plot_attention(hyps[0].attention.numpy(), src_pieces, tgt_pieces, title=f"line {i}")
+            fig.savefig(out / f"{i:06d}.png")
+            written += 1
+    log.info("wrote %d attention heatmaps to %s", written, out)
+
+
 def translate(cfg: DictConfig) -> list[str]:
+    """Run the translate entry point; returns the best translation of each input line."""
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
+    if cfg.alignment_level not in ("word", "piece"):
+        raise ConfigError(f"alignment_level={cfg.alignment_level!r}: choose word or piece")
     module = load_checkpoint(cfg.ckpt_path, _device(cfg.device))
-    if cfg.get("search"):
-        module.search = hydra.utils.instantiate(cfg.search)
+    if cfg.get("model", {}).get("search"):
+        module.search = hydra.utils.instantiate(cfg.model.search)
     lines = read_lines(cfg.input) if cfg.input else sys.stdin.read().split("\n")
     if not cfg.input and lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line of stdin
-    log.info("translating %d lines with %s", len(lines), cfg.ckpt_path)
-    outputs = translate_lines(module, lines, cfg.batch_size)
-    text = "".join(line + "\n" for line in outputs)
+    log.info("translating %d lines with %s, %s", len(lines), cfg.ckpt_path, module.search)
+    results = translate_nbest(module, lines, cfg.batch_size)
+    text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores)
     if cfg.output:
         Path(cfg.output).write_text(text, encoding="utf-8")
-        log.info("wrote %d lines to %s", len(outputs), cfg.output)
+        log.info("wrote %d translations to %s", len(lines), cfg.output)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    return outputs
+    if cfg.alignment_output:
+        _write_alignments(module, results, cfg.alignment_output, cfg.alignment_level)
+    if cfg.attention_dir:
+        _write_heatmaps(module, results, cfg.attention_dir)
+    return [hyps[0].text if hyps else "" for hyps in results]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="translate.yaml")

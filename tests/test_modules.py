@@ -122,6 +122,58 @@ def test_teacher_forcing_ratio_zero_feeds_own_predictions():
         prev = log_probs.argmax(-1)
 
 
+def record_decoder_inputs(model, monkeypatch) -> list[torch.Tensor]:
+    """Record every token id batch that goes through the target embedding."""
+    inputs = []
+    embed = model.tgt_embed.forward
+    monkeypatch.setattr(model.tgt_embed, "forward", lambda ids: inputs.append(ids.clone()) or embed(ids))
+    return inputs
+
+
+def test_parallel_scheduled_sampling_feeds_the_first_pass_predictions(monkeypatch):
+    model = make_model(LuongDecoder, input_feeding=False)
+    src, src_lengths = make_src()
+    tgt_in = torch.randint(4, V, (B, T))
+    teacher_forced, _ = model(src, src_lengths, tgt_in)
+    inputs = record_decoder_inputs(model, monkeypatch)
+    logits, _ = model(src, src_lengths, tgt_in, teacher_forcing_ratio=0.0, parallel=True)
+    first, second = inputs  # two one-call unrolls
+    assert torch.equal(first, tgt_in)
+    assert torch.equal(second[:, 0], tgt_in[:, 0])
+    assert torch.equal(second[:, 1:], teacher_forced[:, :-1].argmax(-1))  # the first pass's argmax, shifted
+    replay, _ = model(src, src_lengths, second)
+    torch.testing.assert_close(logits, replay)
+
+
+def test_mixed_ratio_flips_a_coin_per_sequence_and_step(monkeypatch):
+    model = make_model()
+    src, src_lengths = make_src()
+    tgt_in = torch.full((B, 40), 5)
+    inputs = record_decoder_inputs(model, monkeypatch)
+    torch.manual_seed(1)
+    model(src, src_lengths, tgt_in, teacher_forcing_ratio=0.5)
+    fed = torch.stack(inputs, dim=1)  # (B, T): one embedding call per step
+    teacher = fed.eq(5)  # a prediction can be 5 too: rare at random init, and it only blurs the bounds below
+    assert 0.2 < teacher[:, 1:].float().mean() < 0.8
+    assert not (teacher.all(dim=0) | (~teacher).all(dim=0))[1:].all(), "coins must differ across sequences"
+
+
+def test_sampled_feed_draws_from_the_model_distribution(monkeypatch):
+    model = make_model()
+    src, src_lengths = make_src()
+    tgt_in = torch.randint(4, V, (B, T))
+    # a generator whose output puts (almost) all mass on token 7: both argmax and sample must feed 7
+    monkeypatch.setattr(model.generator, "forward", lambda h: torch.zeros(*h.shape[:-1], V).index_fill(-1, torch.tensor([7]), 50.0))
+    inputs = record_decoder_inputs(model, monkeypatch)
+    model(src, src_lengths, tgt_in, teacher_forcing_ratio=0.0, feed="sample")
+    assert all(torch.equal(x, torch.full((B,), 7)) for x in inputs[1:])
+    # uniform logits: samples vary while argmax is always token 0
+    monkeypatch.setattr(model.generator, "forward", lambda h: torch.zeros(*h.shape[:-1], V))
+    inputs.clear()
+    model(src, src_lengths, torch.randint(4, V, (B, 30)), teacher_forcing_ratio=0.0, feed="sample")
+    assert len(torch.cat(inputs[1:]).unique()) > 3
+
+
 @pytest.mark.parametrize("attention", list(ATTENTIONS))
 @pytest.mark.parametrize("decoder_cls,kwargs", FLOWS[1:])
 def test_gradients_reach_the_encoder(attention, decoder_cls, kwargs):

@@ -30,7 +30,7 @@ class AttentionHeatmaps(L.Callback):
         datamodule = trainer.datamodule
         batch = datamodule.batch_of(self.split, range(self.num_sentences))
         batch = move_data_to_device(batch, pl_module.device)
-        hypotheses = pl_module(batch)
+        hypotheses = pl_module(batch).best()
         tokenizers = pl_module.tokenizers
         for row in range(len(batch)):
             src_len = int(batch.src_lengths[row])

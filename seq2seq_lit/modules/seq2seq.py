@@ -132,37 +132,62 @@ class Seq2Seq(nn.Module):
         src_lengths: Tensor,
         tgt_in: Tensor,
         teacher_forcing_ratio: float = 1.0,
+        feed: str = "argmax",
+        parallel: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Training forward pass.
 
         Args:
             src: ``(B, S)``; src_lengths: ``(B,)``.
             tgt_in: ``(B, T)``, BOS followed by the reference.
-            teacher_forcing_ratio: probability of feeding the reference token at each step, drawn per sequence and
-                step; otherwise the model's own argmax from the previous step is fed (Bengio et al. 2015). At 1.0 the
-                decoder unrolls in one call where its flow allows.
+            teacher_forcing_ratio: probability of feeding the reference token, drawn independently per sequence and
+                per step (scheduled sampling, Bengio et al. 2015); otherwise the model's own prediction from the
+                previous step is fed. At 1.0 the decoder unrolls in one call where its flow allows.
+            feed: the prediction fed instead of the reference: ``argmax`` or ``sample`` (drawn from the softmax).
+            parallel: take the predictions from a first, teacher-forced pass without gradient and unroll again on
+                the mixed inputs (parallel scheduled sampling, Duckworth et al. 2019, two passes), keeping the
+                one-call unroll; false feeds each step's prediction to the next step.
 
         Returns:
             logits ``(B, T, V)`` and attention weights ``(B, T, S)``.
         """
         cache, state = self.encode(src, src_lengths)
         if teacher_forcing_ratio >= 1.0:
-            outputs, weights = self.decoder(self.embed_dropout(self.tgt_embed(tgt_in)), state, cache)
-            return self.generator(outputs), weights
-        return self._forward_sampled(tgt_in, state, cache, teacher_forcing_ratio)
+            return self._unroll(tgt_in, state, cache)
+        teacher = torch.rand(tgt_in.shape, device=tgt_in.device) < teacher_forcing_ratio  # (B, T), one coin per token
+        teacher[:, 0] = True  # BOS
+        if parallel:
+            with torch.no_grad():
+                first_logits, _ = self._unroll(tgt_in, state, cache)
+            mixed = torch.where(teacher[:, 1:], tgt_in[:, 1:], self._predicted(first_logits[:, :-1], feed))
+            return self._unroll(torch.cat([tgt_in[:, :1], mixed], dim=1), state, cache)
+        return self._forward_sampled(tgt_in, state, cache, teacher, feed)
+
+    def _unroll(self, tgt_in: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
+        outputs, weights = self.decoder(self.embed_dropout(self.tgt_embed(tgt_in)), state, cache)
+        return self.generator(outputs), weights
+
+    @staticmethod
+    def _predicted(logits: Tensor, feed: str) -> Tensor:
+        """The tokens ``(...)`` the model feeds itself from ``logits`` ``(..., V)``: argmax or a sample."""
+        logits = logits.detach()
+        if feed == "argmax":
+            return logits.argmax(-1)
+        if feed == "sample":
+            probs = torch.softmax(logits.float(), dim=-1)
+            return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1).view(probs.shape[:-1])
+        raise ConfigError(f"teacher-forcing feed={feed!r}: choose argmax or sample")
 
     def _forward_sampled(
-        self, tgt_in: Tensor, state: DecoderState, cache: AttentionCache, ratio: float
+        self, tgt_in: Tensor, state: DecoderState, cache: AttentionCache, teacher: Tensor, feed: str
     ) -> tuple[Tensor, Tensor]:
-        # Each step, each sequence feeds the reference with probability `ratio`, else its previous prediction.
-        teacher = torch.rand(tgt_in.shape, device=tgt_in.device) < ratio  # (B, T)
-        teacher[:, 0] = True  # BOS
+        # Step t feeds the reference where teacher[:, t], else the prediction of step t - 1.
         logits, weights = [], []
         prev = tgt_in[:, 0]
         with single_step_kernels():
             for t in range(tgt_in.size(1)):
                 if t > 0:
-                    prev = torch.where(teacher[:, t], tgt_in[:, t], logits[-1].argmax(-1))
+                    prev = torch.where(teacher[:, t], tgt_in[:, t], self._predicted(logits[-1], feed))
                 output, state, step_weights = self.decoder.step(self.embed_dropout(self.tgt_embed(prev)), state, cache)
                 logits.append(self.generator(output))
                 weights.append(step_weights)

@@ -1,5 +1,8 @@
-"""Decoding strategies over the :class:`~seq2seq_lit.modules.Seq2Seq` step API."""
+"""Decoding strategies over the :class:`~seq2seq_lit.modules.Seq2Seq` step API, behind one interface
+(:class:`~seq2seq_lit.search.base.Search`)."""
 
-from .greedy import GreedySearch, Hypotheses
+from .base import Hypotheses, Search
+from .beam import BeamSearch, coverage_penalty, length_penalty
+from .greedy import GreedySearch
 
-__all__ = ["GreedySearch", "Hypotheses"]
+__all__ = ["BeamSearch", "GreedySearch", "Hypotheses", "Search", "coverage_penalty", "length_penalty"]
