@@ -67,11 +67,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found. Fix: pass the path of a .ckpt written by training")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format: no mmap
         if not isinstance(checkpoint, dict):
             raise ValueError(f"it holds a {type(checkpoint).__name__}, not a dict")
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise DataError(f"{path}: cannot load the checkpoint ({e}). Fix: pass a .ckpt written by seq2seq-lit training") from None
+        message = f"{path}: cannot load the checkpoint ({e}). Fix: pass a .ckpt written by seq2seq-lit training"
+        raise DataError(message) from None
     missing = [key for key in ("state_dict", "hyper_parameters", TOKENIZERS_KEY) if key not in checkpoint]
     if missing:
         raise DataError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sacrebleu
 
@@ -24,6 +25,30 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple
     bleu, chrf = sacrebleu.BLEU(tokenize="13a"), sacrebleu.CHRF()
     scores = {"bleu": bleu.corpus_score(hypotheses, [references]).score, "chrf": chrf.corpus_score(hypotheses, [references]).score}
     return scores, str(bleu.get_signature())
+
+
+def corpus_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """sacreBLEU's BLEU (13a tokenizer, cased), chrF (chrF2, character 6-grams) and TER (Snover et al. 2006; tercom
+    tokenizer, case-insensitive) of detokenized hypotheses against raw references, each with its signature.
+
+    BLEU and chrF are 0-100, higher is better; TER is the number of edits per reference word in percent, lower is
+    better (it can exceed 100).
+
+    Returns:
+        ``{"bleu": {"score": ..., "signature": "nrefs:1|case:mixed|...", "details": "BLEU = ... (BP = ...)"},
+        "chrf": {...}, "ter": {...}}``; ``details`` is sacreBLEU's one-line summary of the score.
+
+    Raises:
+        ValueError: if the two lists differ in length.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    result = {}
+    metrics = (("bleu", sacrebleu.BLEU(tokenize="13a")), ("chrf", sacrebleu.CHRF()), ("ter", sacrebleu.TER()))
+    for name, metric in metrics:
+        score = metric.corpus_score(hypotheses, [references])
+        result[name] = {"score": score.score, "signature": str(metric.get_signature()), "details": str(score)}
+    return result
 
 
 def bleu_by_source_length(

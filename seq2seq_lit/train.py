@@ -18,7 +18,7 @@ import lightning as L
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from .utils.entry import run_entry_point
+from .utils.entry import CONFIG_DIR, run_entry_point
 from .utils.loggers import finish_loggers, instantiate_loggers
 from .utils.summary import print_summary
 
@@ -103,7 +103,7 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers."""
     metrics = run_entry_point(train, cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -11,6 +12,11 @@ from omegaconf import DictConfig
 from ..errors import Seq2SeqError
 
 log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+"""The repository's ``conf/`` folder, as an absolute path for ``hydra.main(config_path=...)``: a relative
+``"../conf"`` is resolved as the Python module ``conf`` when the entry point runs as a console script (``s2s-eval``),
+which only works with the repository root on ``sys.path``."""
 
 
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:

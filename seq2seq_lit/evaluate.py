@@ -1,0 +1,147 @@
+"""Score a checkpoint on one split: ``python -m seq2seq_lit.evaluate ckpt_path=... [data.split=test]`` (console script
+``s2s-eval``).
+
+Reads the raw source and reference lines of the split (``data`` picks the corpus, as for training, but no tokenizer is
+trained: the checkpoint's sentencepiece models are used), translates the sources with
+:func:`~seq2seq_lit.translate.translate_lines` and the checkpoint's search (or ``model/search=...``), and scores the
+detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length. Writes
+``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
+Config: ``conf/evaluate.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from .checkpoints import AVERAGED_KEY, load_checkpoint, read_checkpoint, resolve_device
+from .data import read_parallel
+from .errors import ConfigError
+from .metrics import bleu_by_source_length, corpus_metrics
+from .translate import translate_lines
+from .utils.entry import CONFIG_DIR, run_entry_point
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("val", "test")
+
+
+def split_files(data_cfg: DictConfig, split: str) -> tuple[Path, Path]:
+    """(source file, reference file) of ``split`` under a ``data`` config, without building the data module (so no
+    tokenizer is trained).
+
+    A config with a ``corpus`` node (``data=multi30k``) instantiates the corpus and asks it (downloading the corpus
+    first if it is neither local nor cached); a flat one (``data=parallel_text``) gives ``data.<split>_src`` and
+    ``data.<split>_tgt``; the train and val files of a flat config may stay unset.
+
+    Raises:
+        ConfigError: the split is not val or test, or its files are not set.
+        DataError: a download failed (see :meth:`~seq2seq_lit.data.multi30k.Multi30k.prepare`).
+    """
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"data.split={split!r}; fix: use one of {', '.join(EVAL_SPLITS)}")
+    if "corpus" in data_cfg:
+        corpus = hydra.utils.instantiate(data_cfg.corpus)
+        corpus.prepare()
+        return corpus.paths(split)
+    keys = (f"{split}_src", f"{split}_tgt")
+    unset = [k for k in keys if k not in data_cfg or OmegaConf.is_missing(data_cfg, k) or data_cfg[k] is None]
+    if unset:
+        raise ConfigError(
+            f"{' and '.join('data.' + k for k in unset)} not set; fix: pass data.{keys[0]}=FILE data.{keys[1]}=FILE "
+            f"(line-aligned source and reference files)"
+        )
+    return Path(data_cfg[keys[0]]).expanduser(), Path(data_cfg[keys[1]]).expanduser()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Translate and score ``cfg.data.split``; returns the metrics also written to ``metrics.json``.
+
+    Raises:
+        ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, or the split or its files are wrong (see
+            :func:`split_files`).
+        DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
+    """
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ConfigError("no checkpoint; fix: pass ckpt_path=PATH of a .ckpt written by training or s2s-average")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
+    split = cfg.data.get("split", "test")
+    src_path, ref_path = split_files(cfg.data, split)
+    sources, references = read_parallel(src_path, ref_path)
+
+    device = resolve_device(cfg.device)
+    module = load_checkpoint(cfg.ckpt_path, device)
+    search = module.hparams.get("search")
+    if cfg.get("model", {}).get("search"):
+        module.search = hydra.utils.instantiate(cfg.model.search)
+        search = OmegaConf.to_container(cfg.model.search, resolve=True)
+    stored = read_checkpoint(cfg.ckpt_path)
+    log.info("translating %d sentences of %s with %s on %s", len(sources), src_path, cfg.ckpt_path, device)
+
+    start = time.perf_counter()
+    hypotheses = translate_lines(module, sources, cfg.batch_size)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+
+    scores = corpus_metrics(hypotheses, references)
+    metrics: dict[str, Any] = {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "global_step": stored.get("global_step"),
+        "averaged_global_steps": stored.get(AVERAGED_KEY, {}).get("global_steps"),
+        "split": split,
+        "source_file": str(src_path),
+        "reference_file": str(ref_path),
+        "sentences": len(sources),
+        "search": search,
+        **{name: score["score"] for name, score in scores.items()},
+        "signatures": {name: score["signature"] for name, score in scores.items()},
+        "details": {name: score["details"] for name, score in scores.items()},
+        "bleu_by_source_length": bleu_by_source_length(sources, hypotheses, references),
+        "decode_seconds": round(seconds, 3),
+        "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1),
+        "device": device,
+        "batch_size": cfg.batch_size,
+    }
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _print_summary(metrics, output_dir)
+    return metrics
+
+
+def _print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+    table = Table(title=f"{metrics['split']}: {metrics['sentences']} sentences, {Path(metrics['ckpt_path']).name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("bleu", "chrf", "ter"):
+        table.add_row(name.upper() if name != "chrf" else "chrF", f"{metrics[name]:.2f}")
+    for label, bucket in metrics["bleu_by_source_length"].items():
+        table.add_row(f"BLEU, source {label} words ({bucket['sentences']})", f"{bucket['bleu']:.2f}")
+    table.add_row("decoding seconds", f"{metrics['decode_seconds']:.2f}")
+    table.add_row("sentences/s", f"{metrics['sentences_per_second']:.1f}")
+    console = Console()
+    console.print(table)
+    for name, signature in metrics["signatures"].items():
+        console.print(f"{name} signature: {signature}", soft_wrap=True)
+    console.print(f"hypotheses and metrics written to {output_dir}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate.yaml")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    return run_entry_point(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()
