@@ -26,12 +26,12 @@ import torch
 from omegaconf import DictConfig
 
 from .alignment import hard_alignment, pharaoh
-from .checkpoints import load_checkpoint
+from .checkpoints import load_checkpoint, resolve_device
 from .data import collate, read_lines
 from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
-from .utils.entry import run_entry_point
+from .utils.entry import CONFIG_DIR, run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,6 @@ def translate_lines(module: Seq2SeqLitModule, lines: list[str], batch_size: int 
     return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size)]
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _format(results: list[list[Translation]], n_best_format: bool) -> str:
     if not n_best_format:
         return "".join((hyps[0].text if hyps else "") + "\n" for hyps in results)
@@ -129,7 +123,7 @@ def translate(cfg: DictConfig) -> list[str]:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
     if cfg.alignment_level not in ("word", "piece"):
         raise ConfigError(f"alignment_level={cfg.alignment_level!r}: choose word or piece")
-    module = load_checkpoint(cfg.ckpt_path, _device(cfg.device))
+    module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
     lines = read_lines(cfg.input) if cfg.input else sys.stdin.read().split("\n")
@@ -151,7 +145,7 @@ def translate(cfg: DictConfig) -> list[str]:
     return [hyps[0].text if hyps else "" for hyps in results]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="translate.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate.yaml")
 def main(cfg: DictConfig) -> None:
     run_entry_point(translate, cfg)
 
