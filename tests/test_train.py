@@ -171,3 +171,24 @@ def test_wandb_run_is_named_by_the_overrides_and_finished(trained_reverse_run):
     assert wandb.run is None  # finished, so a multirun's next job starts its own run
     run_dir = next(Path(cfg.paths.output_dir).glob("wandb/offline-run-*"))
     assert b"model.embedding_size=32,model.encoder.hidden_size=32" in next(run_dir.glob("run-*.wandb")).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model/search=beam", "model.search.beam_size=3", "model.search.n_best=2"],
+        ["model/teacher_forcing=inverse_sigmoid", "model.teacher_forcing.k=2", "model.teacher_forcing.feed=sample"],
+        ["model/teacher_forcing=linear", "model.teacher_forcing.decay_steps=2", "model.teacher_forcing.parallel=true"],
+    ],
+    ids=["beam-validation", "sampled-feed", "parallel-scheduled-sampling"],
+)
+def test_search_and_teacher_forcing_options_train_validate_and_test(overrides, reverse_corpus, tmp_path):
+    from seq2seq_lit.train import train
+
+    cfg = compose_train(
+        TINY + reverse_data_overrides(reverse_corpus) + overrides + ["logger=csv", "trainer.max_steps=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert metrics["global_step"] == 4 and 0.0 <= metrics["test/bleu"] <= 100.0
+    assert list((tmp_path / "run").glob("**/images/val_attention_*.png"))  # heatmaps of the best hypothesis
