@@ -123,13 +123,14 @@ class BeamSearch(Search):
             ends[:, K:] = False  # only EOS among the K best finishes a hypothesis
             if step == cap - 1:  # the length cap finishes the K best as they are
                 ends[:, :K] = top_scores[:, :K].gt(float("-inf"))
-            for i, j in ends.nonzero().tolist():
-                b, row = int(sentence[i]), int(rows[i, j])
-                hyp_tokens = torch.cat([alive_tokens[row], tokens[i, j : j + 1]])
-                hyp_attention = torch.cat([alive_attention[row], weights[row : row + 1].float()])
-                length = torch.tensor(step + 1, device=device)
-                score = self.final_scores(top_scores[i, j], length, hyp_attention, src_pad_mask[b])
-                finished[b].append((float(score), hyp_tokens, hyp_attention))
+            if ends.any():  # score every hypothesis that ends here at once
+                ended_sentence, ended_rows = sentence.unsqueeze(1).expand_as(rows)[ends], rows[ends]  # (m,)
+                ended_tokens = torch.cat([alive_tokens[ended_rows], tokens[ends].unsqueeze(1)], dim=1)
+                ended_attention = torch.cat([alive_attention[ended_rows], weights[ended_rows].float().unsqueeze(1)], dim=1)
+                lengths = torch.full_like(ended_rows, step + 1)
+                scores = self.final_scores(top_scores[ends], lengths, ended_attention, src_pad_mask[ended_sentence])
+                for k, (b, score) in enumerate(zip(ended_sentence.tolist(), scores.tolist())):
+                    finished[b].append((score, ended_tokens[k], ended_attention[k]))
             if step == cap - 1:
                 break
             # the K best expansions that did not end continue (at most K of the 2K end, so K remain)
