@@ -2,9 +2,10 @@
 
 Shapes: B batch, S source length, T target steps, V target vocabulary.
 
-It trains with token-level cross-entropy (optional label smoothing, Szegedy et al. 2016) under teacher forcing, and
-validates and tests by greedy decoding of the whole split, scored with sacreBLEU and chrF on detokenized output
-against the raw references (Post 2018). The sentencepiece models travel inside every checkpoint, so a checkpoint alone
+It trains with token-level cross-entropy (optional label smoothing, Szegedy et al. 2016) under teacher forcing, or
+scheduled sampling when the teacher-forcing schedule (:mod:`~seq2seq_lit.teacher_forcing`) lowers the ratio, and
+validates and tests by decoding the whole split with the configured search (greedy or beam), scored with sacreBLEU
+and chrF on detokenized output against the raw references (Post 2018). The sentencepiece models travel inside every checkpoint, so a checkpoint alone
 is enough to translate.
 """
 
@@ -51,7 +52,7 @@ class Seq2SeqLitModule(L.LightningModule):
         label_smoothing: epsilon of the training loss (0 disables it); validation loss and perplexity use plain NLL.
         teacher_forcing: ``_target_`` config of a :mod:`~seq2seq_lit.teacher_forcing` schedule (``model/teacher_forcing``);
             the ratio follows ``global_step``, so a resumed run resumes the schedule. None: constant 1.0.
-        search: config of the decoding strategy used for validation and test (e.g. greedy).
+        search: ``_target_`` config of the search used for validation and test (``model/search``: greedy or beam).
         pad_id, bos_id, eos_id: special ids of the target vocabulary.
     """
 
