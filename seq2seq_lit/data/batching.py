@@ -148,6 +148,8 @@ class BucketBatchSampler:
     The epoch advances by one each time an iteration starts, so reusing one DataLoader gives a new order every
     epoch. Lightning also calls :meth:`set_epoch` with the trainer's epoch before each epoch (through the
     ``sampler`` attribute, which is where it looks), so resuming from a checkpoint continues the same sequence.
+    :meth:`resume_at` makes the next iteration of a given epoch start after the batches a run had already trained
+    on (see :class:`~seq2seq_lit.data.datamodule.ResumableDataLoader`).
 
     Args:
         lengths: length of each item.
@@ -180,10 +182,18 @@ class BucketBatchSampler:
         self.drop_last = drop_last
         self.epoch = 0
         self.sampler = _EpochHook(self)
+        self.last_iteration: tuple[int, int] | None = None
+        """(epoch, first batch) of the latest iteration started."""
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` for the next iteration."""
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Let the next iteration of ``epoch`` skip its first ``start`` batches (once); an iteration of another epoch
+        is not affected, and cancels this."""
+        self.epoch, self._resume = epoch, (epoch, start)
 
     def __len__(self) -> int:
         n = len(self.lengths)
@@ -191,7 +201,10 @@ class BucketBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        return iter(self.batches(epoch))
+        resume, self._resume = self._resume, None
+        start = resume[1] if resume is not None and resume[0] == epoch else 0
+        self.last_iteration = (epoch, start)
+        return iter(self.batches(epoch)[start:])
 
     def batches(self, epoch: int) -> list[list[int]]:
         """The batches of ``epoch``, in order (does not advance the epoch)."""

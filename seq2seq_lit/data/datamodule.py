@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
@@ -29,17 +30,66 @@ _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",
 
 
 def make_dataloader(
-    dataset: TranslationDataset, batch_sampler: BucketBatchSampler, num_workers: int = 0
+    dataset: TranslationDataset,
+    batch_sampler: BucketBatchSampler,
+    num_workers: int = 0,
+    loader_cls: type[DataLoader] = DataLoader,
+    **kwargs: Any,
 ) -> DataLoader:
-    """A DataLoader of :class:`~seq2seq_lit.data.batching.Batch` objects over ``dataset`` in the sampler's order."""
-    return DataLoader(
+    """A DataLoader (of class ``loader_cls``, with further ``kwargs``) of :class:`~seq2seq_lit.data.batching.Batch`
+    objects over ``dataset`` in the sampler's order."""
+    return loader_cls(
         dataset,
         batch_sampler=batch_sampler,
         collate_fn=collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=False,
+        **kwargs,
     )
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader over a :class:`~seq2seq_lit.data.batching.BucketBatchSampler` that resumes mid-epoch.
+
+    Lightning stores :meth:`state_dict` of the training DataLoader in every checkpoint and, when a fit resumes, calls
+    :meth:`load_state_dict` on the new run's DataLoader before iterating it; so a run resumed from a checkpoint written
+    in the middle of an epoch trains on the rest of that epoch's batches, in the same order, as the uninterrupted run
+    would have. The state is the epoch and the number of batches this loader has handed out in it, counted where they
+    leave the loader (the sampler runs ahead of training by the batches that worker processes prefetch).
+
+    Iterating starts at the first batch requested rather than at ``iter()``: when a fit starts, Lightning creates the
+    iterator before it sets the sampler's epoch, and the epoch decides the order. Pass a ``generator``, so that creating
+    an iterator (which draws the workers' base seed) leaves the global random state alone; a resumed run restores that
+    state from the checkpoint (:class:`~seq2seq_lit.callbacks.ResumeCheckpoint`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.batch_sampler, BucketBatchSampler):
+            raise TypeError("ResumableDataLoader needs a BucketBatchSampler as batch_sampler")
+        self._position = (self.batch_sampler.epoch, 0)  # (epoch, batches handed out in it)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[Batch]:
+        iterator = super().__iter__()  # runs at the first next(), after Lightning's set_epoch
+        epoch, start = self.batch_sampler.last_iteration
+        self._position = (epoch, start)
+        for batch in iterator:
+            self._position = (epoch, self._position[1] + 1)
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": e, "batches": n}``: the first ``n`` batches of epoch ``e`` have been handed out."""
+        return {"epoch": self._position[0], "batches": self._position[1]}
+
+    def load_state_dict(self, state_dict: Mapping[str, int]) -> None:
+        """Make the next iteration of epoch ``state_dict["epoch"]`` skip the batches handed out before."""
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
+        self.batch_sampler.resume_at(epoch, batches)
+        self._position = (epoch, batches)
 
 
 def eval_dataloader(dataset: TranslationDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
@@ -217,16 +267,18 @@ class TranslationDataModule(L.LightningDataModule):
 
     # -- dataloaders ----------------------------------------------------------------------------------------------
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         """Shuffled, length-bucketed training batches of ``batch_size``; a new order each epoch.
 
         The sampler is created once and advances its epoch each time iteration starts (Lightning also sets it to the
-        trainer's epoch), so epoch e's order depends only on ``seed + e``.
+        trainer's epoch), so epoch e's order depends only on ``seed + e``; the loader resumes mid-epoch from a
+        checkpoint (:class:`ResumableDataLoader`).
         """
         dataset = self._dataset("train")
         if self._train_sampler is None:
             self._train_sampler = BucketBatchSampler(dataset.lengths, self.batch_size, shuffle=True, seed=self.seed)
-        return make_dataloader(dataset, self._train_sampler, self.num_workers)
+        generator = torch.Generator().manual_seed(self.seed)
+        return make_dataloader(dataset, self._train_sampler, self.num_workers, ResumableDataLoader, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches of ``eval_batch_size``, sorted by length; ``Batch.indices`` gives corpus positions."""
