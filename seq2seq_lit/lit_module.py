@@ -26,6 +26,7 @@ from .metrics import bleu_by_source_length, corpus_scores
 from .modules import Seq2Seq
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
+from .utils.nonfinite import check_nonfinite_action, on_nonfinite_loss
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Seq2SeqLitModule(L.LightningModule):
             the ratio follows ``global_step``, so a resumed run resumes the schedule. None: constant 1.0.
         search: ``_target_`` config of the search used for validation and test (``model/search``: greedy or beam).
         pad_id, bos_id, eos_id: special ids of the target vocabulary.
+        nonfinite_loss: on a NaN or infinite training loss, ``stop`` the run (NonFiniteError naming the step) or
+            ``skip`` the step's update with a warning.
     """
 
     def __init__(
@@ -78,8 +81,10 @@ class Seq2SeqLitModule(L.LightningModule):
         pad_id: int = 0,
         bos_id: int = 2,
         eos_id: int = 3,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
+        check_nonfinite_action(nonfinite_loss)
         encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
         optimizer, scheduler, scheduler_config, search, teacher_forcing = (
             _plain(optimizer),
@@ -145,9 +150,11 @@ class Seq2SeqLitModule(L.LightningModule):
         )
         return loss / num_tokens, num_tokens
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
         loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, ratio)
+        if not torch.isfinite(loss):  # stop raises; skip returns None, which makes Lightning skip the update
+            return on_nonfinite_loss(self.hparams.nonfinite_loss, loss, self.global_step, self.current_epoch, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
         self.trained_tokens += num_tokens + int(batch.src_lengths.sum())
