@@ -2,7 +2,7 @@
 
 A seq2seq-lit checkpoint carries the weights, the model's hyperparameters (plain containers) and the sentencepiece
 models, so it is all that translation and evaluation need. Loading is weights-only (``torch.load(weights_only=True)``):
-no pickled code runs.
+no pickled code runs, and a file that holds any is refused with a DataError naming it.
 
 Checkpoint averaging takes the element-wise mean of the parameters of the last few checkpoints of a run, a cheap
 ensemble that usually scores a little better than the last checkpoint alone (Vaswani et al. 2017, §6.1, average the
@@ -11,18 +11,19 @@ last 5 or 20 checkpoints; as OpenNMT-py's ``average_models`` and fairseq's ``ave
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-import pickle
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import DataError
+from .errors import DataError, Seq2SeqError
 from .lit_module import TOKENIZERS_KEY, Seq2SeqLitModule
+from .utils.checkpoint_io import torch_load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,58 @@ def resolve_device(name: str) -> str:
 def load_checkpoint(ckpt_path: str | Path, device: str = "cpu") -> Seq2SeqLitModule:
     """Load a trained module with its tokenizers, weights-only, in eval mode.
 
+    The module is built from the checkpoint's hyperparameters and must take its weights exactly, and the
+    sentencepiece models must have as many pieces as the embeddings have rows.
+
     Raises:
-        DataError: the file is missing or holds no tokenizers.
+        DataError: the file is missing, not a seq2seq-lit checkpoint, or holds pickled code (:func:`read_checkpoint`);
+            its hyperparameters do not build a model, its weights do not fit that model, or its sentencepiece models
+            do not fit the embeddings. The message names the file.
     """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found. Fix: pass ckpt_path=PATH of a .ckpt written by training")
-    module = Seq2SeqLitModule.load_from_checkpoint(path, map_location=device, weights_only=True)
-    if module.tokenizers is None:
-        raise DataError(f"{path}: the checkpoint carries no sentencepiece models; it was not written by seq2seq-lit training")
-    return module.eval()
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    accepted = inspect.signature(Seq2SeqLitModule.__init__).parameters
+    try:
+        module = Seq2SeqLitModule(**{k: v for k, v in hparams.items() if k in accepted})
+    except (TypeError, Seq2SeqError) as e:
+        raise DataError(
+            f"{path}: its hyper_parameters do not build a model ({e}). Fix: pass a checkpoint written by this version "
+            f"of seq2seq-lit training"
+        ) from None
+    if mismatch := state_dict_mismatch(module.state_dict(), checkpoint["state_dict"]):
+        raise DataError(
+            f"{path}: its weights do not fit the model its hyper_parameters describe ({mismatch}); the file was edited "
+            f"or assembled from different runs. Fix: pass a checkpoint as training wrote it"
+        )
+    module.on_load_checkpoint(checkpoint)  # the sentencepiece models (DataError if they are not valid models)
+    for side in ("src", "tgt"):
+        pieces, rows = getattr(module.tokenizers, side).vocab_size, hparams[f"{side}_vocab_size"]
+        if pieces != rows:
+            raise DataError(
+                f"{path}: its {side} sentencepiece model has {pieces} pieces but the model's {side} embeddings have "
+                f"{rows} rows: the tokenizers do not belong to these weights. Fix: pass a checkpoint as training "
+                f"wrote it (it carries the tokenizers it was trained with)"
+            )
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.to(device).eval()
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, Any]) -> str | None:
+    """How ``state_dict`` differs from ``expected`` in parameter names and shapes (a few of each kind), or None."""
+    problems = []
+    if missing := sorted(expected.keys() - state_dict.keys()):
+        problems.append(f"missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+    if unexpected := sorted(state_dict.keys() - expected.keys()):
+        problems.append(f"unexpected {', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''}")
+    shapes = [
+        f"{name} is {tuple(state_dict[name].shape)}, expected {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in state_dict and tuple(getattr(state_dict[name], "shape", ())) != tuple(tensor.shape)
+    ]
+    if shapes:
+        problems.append("; ".join(shapes[:3]) + ("; ..." if len(shapes) > 3 else ""))
+    return "; ".join(problems) or None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -60,24 +103,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     from disk when used, so reading only ``global_step`` is cheap).
 
     Raises:
-        DataError: the file is missing, not a loadable checkpoint, or lacks ``state_dict``, ``hyper_parameters`` or
+        DataError: the file is missing, not a loadable checkpoint, holds pickled objects other than weights and plain
+            data (it could run code: refused without running it), or lacks ``state_dict``, ``hyper_parameters`` or
             the sentencepiece models.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found. Fix: pass the path of a .ckpt written by training")
-    try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format: no mmap
-        if not isinstance(checkpoint, dict):
-            raise ValueError(f"it holds a {type(checkpoint).__name__}, not a dict")
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        message = f"{path}: cannot load the checkpoint ({e}). Fix: pass a .ckpt written by seq2seq-lit training"
-        raise DataError(message) from None
+    checkpoint = torch_load_weights_only(path, map_location="cpu", mmap=True)
+    if not isinstance(checkpoint, dict):
+        raise DataError(
+            f"{path}: cannot load the checkpoint (it holds a {type(checkpoint).__name__}, not a dict). Fix: pass a "
+            f".ckpt written by seq2seq-lit training"
+        )
     missing = [key for key in ("state_dict", "hyper_parameters", TOKENIZERS_KEY) if key not in checkpoint]
     if missing:
         raise DataError(
