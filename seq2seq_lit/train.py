@@ -3,22 +3,37 @@
 Builds the data module, the LightningModule, callbacks, loggers and trainer from the Hydra config (``conf/train.yaml``),
 fits, tests the best checkpoint (by ``val/bleu``), prints a summary, writes ``metrics.json`` into the run's output
 folder, and returns the metrics so that a Hydra sweeper can optimize ``val/bleu_best``.
+
+``ckpt_path=PATH`` resumes training from a checkpoint (weights, optimizer, LR scheduler, step, data order, random
+state); ``ckpt_path=last`` is ``checkpoints/last.ckpt`` of this run's folder, so
+``python -m seq2seq_lit.train <the run's overrides> ckpt_path=last hydra.run.dir=<the run's folder>`` resumes an
+interrupted run in place.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .callbacks import ResumeCheckpoint
+from .checkpoints import read_checkpoint, state_dict_mismatch
+from .data import Tokenizers
+from .errors import ConfigError, DataError
+from .lit_module import TOKENIZERS_KEY
+from .utils.entry import CONFIG_DIR, RunInterrupted, run_entry_point
 from .utils.loggers import finish_loggers, instantiate_loggers
 from .utils.summary import print_summary
 
@@ -35,8 +50,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg, callbacks)
+    checkpoint = read_resume_checkpoint(ckpt_path) if ckpt_path else None
+
     log.info("Data: %s", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
+    if checkpoint is not None:  # the checkpoint's tokenizers: the weights were trained on their pieces
+        datamodule.tokenizers = Tokenizers.from_state_dict(checkpoint[TOKENIZERS_KEY])
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -50,14 +71,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _recursive_=False,
     )
     model.tokenizers = datamodule.tokenizers
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    if checkpoint is not None and (mismatch := state_dict_mismatch(model.state_dict(), checkpoint["state_dict"])):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: the checkpoint's weights do not fit the configured model ({mismatch}). Fix: "
+            f"resume with the model settings of the run that wrote it (its .hydra/overrides.yaml)"
+        )
+    del checkpoint  # Lightning reads it again, with the optimizer and loop states
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "data_filtered": datamodule.num_filtered})
 
     try:
-        metrics = _fit_and_test(cfg, trainer, model, datamodule, loggers)
+        metrics = _fit_and_test(cfg, trainer, model, datamodule, loggers, ckpt_path)
     finally:
         finish_loggers(loggers)
     print_summary(metrics, Path(cfg.paths.output_dir))
@@ -70,24 +96,27 @@ def _fit_and_test(
     model: L.LightningModule,
     datamodule: L.LightningDataModule,
     loggers: list[Logger],
+    ckpt_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit (unless ``cfg.train`` is false), test the best checkpoint (unless ``cfg.test`` is false), write
-    ``metrics.json`` and give the loggers the sacreBLEU signature."""
+    """Fit (unless ``cfg.train`` is false; resuming from ``ckpt_path`` if given), test the best checkpoint (unless
+    ``cfg.test`` is false), write ``metrics.json`` and give the loggers the sacreBLEU signature."""
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with _sigterm_exits_nonzero("before training started (no checkpoint)"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
         metrics["train_tokens_per_second"] = round(model.trained_tokens / max(metrics["train_seconds"], 1e-9), 1)
         metrics.update(_floats(trainer.callback_metrics))
 
     if cfg.get("test", True):
-        ckpt_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if not ckpt_path:
+        best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), "")
+        if not best:
             log.warning("No best checkpoint found: testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True)
+        with _sigterm_exits_nonzero("while testing"):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_floats(trainer.callback_metrics))
-        metrics["best_model_path"] = ckpt_path
+        metrics["best_model_path"] = best
 
     metrics["global_step"] = trainer.global_step
     metrics["sacrebleu_signature"] = getattr(model, "sacrebleu_signature", None)
@@ -97,6 +126,56 @@ def _fit_and_test(
     for logger in loggers:
         logger.log_hyperparams({"sacrebleu_signature": metrics["sacrebleu_signature"]})
     return metrics
+
+
+@contextmanager
+def _sigterm_exits_nonzero(when: str) -> Iterator[None]:
+    """Lightning ends a stage on SIGTERM with ``SIGTERMException``, a ``SystemExit`` with status 0; make it a
+    :class:`RunInterrupted` (status 143). During training :class:`ResumeCheckpoint` handles SIGTERM itself."""
+    try:
+        yield
+    except SIGTERMException:
+        raise RunInterrupted(f"SIGTERM received {when}", signal.SIGTERM) from None
+
+
+def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig, callbacks: list[L.Callback]) -> Path | None:
+    """The checkpoint to resume from: None, a path, or for "last" the :class:`ResumeCheckpoint`'s file of this run
+    (``<paths.output_dir>/checkpoints/last.ckpt`` by default).
+
+    Raises:
+        ConfigError: the file does not exist (the message says how to point at the run to resume).
+    """
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        resume = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
+        path = resume.path if resume else Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise ConfigError(
+                f"ckpt_path=last: {path} does not exist. Fix: add hydra.run.dir=<folder of the run to resume> (the "
+                f"folder that holds checkpoints/last.ckpt), or pass ckpt_path=PATH"
+            )
+        return path
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Fix: pass a .ckpt written by training, or ckpt_path=last")
+    return path
+
+
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, read weights-only (no pickled code runs), checked to be a training checkpoint.
+
+    Raises:
+        DataError: not a seq2seq-lit checkpoint, one with pickled code, or one without the training state (e.g. an
+            averaged checkpoint).
+    """
+    checkpoint = read_checkpoint(path)
+    if missing := [key for key in ("optimizer_states", "loops") if key not in checkpoint]:
+        raise DataError(
+            f"{path}: an inference checkpoint (no {', '.join(missing)}, e.g. an averaged one); it cannot resume "
+            f"training. Fix: resume from checkpoints/last.ckpt of the run (ckpt_path=last)"
+        )
+    return checkpoint
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:

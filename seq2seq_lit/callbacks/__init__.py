@@ -1,6 +1,7 @@
 """Lightning callbacks of seq2seq-lit."""
 
 from .attention_heatmaps import AttentionHeatmaps
+from .resume import ResumeCheckpoint
 from .validate_on_last_step import ValidateOnLastStep
 
-__all__ = ["AttentionHeatmaps", "ValidateOnLastStep"]
+__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "ValidateOnLastStep"]

@@ -19,14 +19,32 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 which only works with the repository root on ``sys.path``."""
 
 
+class RunInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint to resume from.
+
+    Attributes:
+        signum: the signal; the entry point exits with status ``128 + signum`` (130 for SIGINT, 143 for SIGTERM), as
+            a shell reports a process ended by that signal, so that schedulers see the run as not finished.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2.
+    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2;
+    on :class:`RunInterrupted`, print its message and exit ``128 + signum``.
 
     Hydra wraps an error raised while instantiating a config in an ``InstantiationException``; the user error is
     found in its chain of causes.
     """
     try:
         return task(cfg)
+    except RunInterrupted as exc:
+        log.warning("%s", exc)
+        print(f"interrupted: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     except Exception as exc:
         err: BaseException | None = exc
         while err is not None and not isinstance(err, Seq2SeqError):

@@ -1,0 +1,231 @@
+"""Keep a ``last.ckpt`` from which a run resumes exactly: every N steps, on SIGINT/SIGTERM, and at the end."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+from torchmetrics import Metric
+
+from ..utils.entry import RunInterrupted
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ResumeCheckpoint(Checkpoint):
+    """Write ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps, when the run receives SIGINT or
+    SIGTERM, and when training ends; resuming from it (``ckpt_path=last``) continues as the uninterrupted run would.
+
+    Lightning's checkpoints already hold the weights, optimizer, LR schedulers, loop progress (step and epoch), the
+    training DataLoader's position (:class:`~seq2seq_lit.data.datamodule.ResumableDataLoader`) and the other callbacks'
+    state. This callback adds what an exact continuation also needs: the random number generators (dropout,
+    scheduled-sampling coins) and the LightningModule's metric states (``val/bleu_best``).
+
+    It saves only after a training step that neither a validation nor the end of the epoch follows: Lightning resumes
+    a checkpoint saved at the end of a training batch after that batch, skipping the validation and the epoch-end
+    work the batch would have triggered. A save that falls on such a step happens after the next step instead.
+
+    SIGINT (Ctrl+C) and SIGTERM (sent by schedulers before they stop a job) are handled while training: the current
+    step, and a validation in progress, finish; then the checkpoint is saved and the run stops with
+    :class:`~seq2seq_lit.utils.entry.RunInterrupted` (exit status 130 or 143). A second signal stops the run at once,
+    without a checkpoint. A SIGKILL cannot be caught: the run resumes from the latest periodic checkpoint.
+
+    Args:
+        dirpath: folder of the checkpoint.
+        every_n_train_steps: save after every this many optimizer steps; 0 saves only on a signal and at the end.
+        filename: checkpoint file name, without ``.ckpt``.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 500, filename: str = "last") -> None:
+        if every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps={every_n_train_steps}: must be >= 0 (0: only on signals and at the end)")
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self.filename = filename
+        self._saved_step = 0
+        self._signal: int | None = None
+        self._stop_pending = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._restored: dict[str, Any] | None = None
+        self._module: L.LightningModule | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the checkpoint is written."""
+        return self.dirpath / f"{self.filename}.ckpt"
+
+    # -- saving ------------------------------------------------------------------------------------------------------
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._saved_step = trainer.global_step
+        if self._restored is not None:
+            _set_rng_states(self._restored["rng"])
+            _set_metric_states(pl_module, self._restored["metrics"])
+            self._restored = None
+        self._install_signal_handlers()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        due = n > 0 and trainer.global_step // n > self._saved_step // n
+        if not (due or self._signal is not None) or not self._resumable_here(trainer):
+            return
+        self._save(trainer)
+        self._stop_pending = self._signal is not None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._stop_pending:  # stop here rather than right after saving, so that the loggers got the last step
+            self._stop(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 (FitLoop.on_advance_end) steps the epoch-interval ReduceLROnPlateau schedulers only "if not
+        # self.restarting", and a fit loop restored from a checkpoint stays "restarting" until the end of its first
+        # epoch: the epoch in which a run resumes would end without the plateau step on its validation score. Step
+        # them here, just before the point where the uninterrupted run does. (Other epoch schedulers are stepped
+        # at the epoch's last batch, resumed or not.)
+        fit_loop = trainer.fit_loop
+        if not fit_loop.restarting or not fit_loop.epoch_loop._num_ready_batches_reached():
+            return
+        monitors = [c.monitor for c in trainer.lr_scheduler_configs if c.reduce_on_plateau and c.interval == "epoch"]
+        if missing := [m for m in monitors if m not in trainer.callback_metrics]:
+            log.warning("not stepping ReduceLROnPlateau after the resumed epoch: %s was not logged", ", ".join(missing))
+        elif monitors:
+            fit_loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_signal_handlers()
+        if not trainer.fast_dev_run:
+            self._save(trainer)
+        if self._signal is not None:
+            self._stop(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Nothing is saved on an error: the state may be half-way through a step, or broken (NaN).
+        self._restore_signal_handlers()
+
+    def _resumable_here(self, trainer: L.Trainer) -> bool:
+        """Whether a checkpoint saved now resumes exactly: right after an optimizer step, and neither a validation
+        nor the epoch's end comes next."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        return not (
+            trainer.fast_dev_run
+            or trainer.sanity_checking
+            or epoch_loop._should_accumulate()
+            or epoch_loop._num_ready_batches_reached()
+            or epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+        )
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # through the trainer's CheckpointIO (atomic)
+        self._saved_step = trainer.global_step
+        log.info("saved %s at step %d", self.path, trainer.global_step)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        name = signal.Signals(self._signal).name
+        raise RunInterrupted(
+            f"{name} received: saved {self.path} at step {trainer.global_step}. Resume with the same overrides plus "
+            f"ckpt_path={self.path} (or ckpt_path=last hydra.run.dir={trainer.default_root_dir})",
+            self._signal,
+        )
+
+    # -- signals -----------------------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        self._signal, self._stop_pending = None, False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in SIGNALS:
+            self._previous_handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._signal is not None:
+            raise KeyboardInterrupt  # a second signal: Lightning shuts down at once, without a checkpoint
+        self._signal = signum
+        log.warning(
+            "%s received: stopping after the current training step with a checkpoint in %s (send it again to stop at "
+            "once, without one)", signal.Signals(signum).name, self.path,
+        )
+
+    # -- state -------------------------------------------------------------------------------------------------------
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._module = pl_module
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_states(), "metrics": _metric_states(self._module) if self._module is not None else {}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict  # applied in on_train_start, after Lightning's set-up has used random numbers
+
+
+def _rng_states() -> dict[str, Any]:
+    """The states of the random number generators, as tensors and plain containers (loadable weights-only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(_tuples(states["python"]))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        if len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        else:
+            log.warning("not restoring the CUDA random states: the checkpoint has %d devices", len(states["cuda"]))
+
+
+def _tuples(value: Any) -> Any:
+    """``random.setstate`` needs tuples where a round trip may have made lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _metric_states(pl_module: L.LightningModule) -> dict[str, Any]:
+    """The tensor states of the module's torchmetrics metrics (which are not in its state_dict), by module name."""
+    return {
+        name: {
+            "states": {k: v.detach().cpu().clone() for k, v in metric.metric_state.items() if isinstance(v, torch.Tensor)},
+            "updates": metric._update_count,
+        }
+        for name, metric in pl_module.named_modules()
+        if isinstance(metric, Metric) and name
+    }
+
+
+def _set_metric_states(pl_module: L.LightningModule, states: dict[str, Any]) -> None:
+    for name, saved in states.items():
+        try:
+            metric = pl_module.get_submodule(name)
+        except AttributeError:
+            log.warning("the checkpoint has the state of a metric %r that this model lacks", name)
+            continue
+        for key, value in saved["states"].items():
+            setattr(metric, key, value.to(metric.device))
+        metric._update_count = saved["updates"]
+        metric._computed = None
