@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from .alignment import hard_alignment, pharaoh
 from .checkpoints import load_checkpoint, resolve_device
 from .data import collate, read_lines
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
 from .utils.entry import CONFIG_DIR, run_entry_point
@@ -55,12 +55,31 @@ class Translation:
     attention: torch.Tensor
 
 
+def source_limit(module: Seq2SeqLitModule, max_src_length: int | None = None) -> int | None:
+    """The most source pieces (EOS not counted) a line may keep: ``max_src_length``, and at most what the model can
+    attend over (location attention has a fixed maximum); None for no limit."""
+    limits = [m.max_source_length - 1 for m in module.modules() if isinstance(getattr(m, "max_source_length", None), int)]
+    return min([*limits, max_src_length] if max_src_length is not None else limits, default=None)
+
+
 @torch.no_grad()
-def translate_nbest(module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100) -> list[list[Translation]]:
+def translate_nbest(
+    module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100, max_src_length: int | None = None
+) -> list[list[Translation]]:
     """Translate ``lines`` with ``module.search``; returns per line its ``n_best`` hypotheses, best first ([] for a
-    blank line). Lines are decoded in batches of similar length."""
+    blank line). Lines are decoded in batches of similar length. A line of more than ``max_src_length`` pieces (or
+    more than the model can attend over) is translated from its first pieces, with a warning naming the lines."""
     results: list[list[Translation]] = [[] for _ in lines]
     src_ids = module.tokenizers.src.encode_batch(lines)
+    limit = source_limit(module, max_src_length)
+    if limit is not None and (long := [i for i, ids in enumerate(src_ids) if len(ids) > limit]):
+        numbers = ", ".join(str(i + 1) for i in long[:20]) + (", ..." if len(long) > 20 else "")
+        log.warning(
+            "%d input line(s) longer than %d source pieces translated from their first %d pieces only: line(s) %s "
+            "(1-based; raise max_src_length to keep more)", len(long), limit, limit, numbers,
+        )
+        for i in long:
+            src_ids[i] = src_ids[i][:limit]
     todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(src_ids[i]))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
@@ -78,9 +97,11 @@ def translate_nbest(module: Seq2SeqLitModule, lines: list[str], batch_size: int 
     return results
 
 
-def translate_lines(module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100) -> list[str]:
+def translate_lines(
+    module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100, max_src_length: int | None = None
+) -> list[str]:
     """The best translation of each of ``lines``, in order ("" for a blank line)."""
-    return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size)]
+    return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size, max_src_length)]
 
 
 def _format(results: list[list[Translation]], n_best_format: bool) -> str:
@@ -126,11 +147,9 @@ def translate(cfg: DictConfig) -> list[str]:
     module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
-    lines = read_lines(cfg.input) if cfg.input else sys.stdin.read().split("\n")
-    if not cfg.input and lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line of stdin
+    lines = read_lines(cfg.input) if cfg.input else _stdin_lines()
     log.info("translating %d lines with %s, %s", len(lines), cfg.ckpt_path, module.search)
-    results = translate_nbest(module, lines, cfg.batch_size)
+    results = translate_nbest(module, lines, cfg.batch_size, cfg.get("max_src_length"))
     text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores)
     if cfg.output:
         Path(cfg.output).write_text(text, encoding="utf-8")
@@ -143,6 +162,28 @@ def translate(cfg: DictConfig) -> list[str]:
     if cfg.attention_dir:
         _write_heatmaps(module, results, cfg.attention_dir)
     return [hyps[0].text if hyps else "" for hyps in results]
+
+
+def _stdin_lines() -> list[str]:
+    """The lines of stdin, read as :func:`~seq2seq_lit.data.read_lines` reads a file (UTF-8, LF or CRLF line ends).
+
+    Raises:
+        DataError: stdin is not valid UTF-8 (the message gives the line and byte offset).
+    """
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
+        raise DataError(
+            f"<stdin>:{line}: invalid UTF-8 at byte {column} of the line (offsets count from 0): {e.reason}; fix: "
+            f"re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate.yaml")
