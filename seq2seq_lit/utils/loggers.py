@@ -17,6 +17,10 @@ from ..plotting import figure_to_array
 
 log = logging.getLogger(__name__)
 
+WANDB_INIT_TIMEOUT = 30.0
+"""Seconds an online W&B run may take to start before the run falls back to offline (unless ``WANDB_INIT_TIMEOUT``
+or the logger's ``settings`` say otherwise; wandb's own default is 90)."""
+
 
 def wandb_api_key_available() -> bool:
     """Whether W&B has credentials: ``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in ``~/.netrc`` (``wandb login``)."""
@@ -52,7 +56,8 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
 
     A W&B logger whose ``offline`` is null runs offline when no API key is found (or ``WANDB_MODE=offline``) and
     online otherwise; offline runs are synced later with ``wandb sync``. Its ``name``, when null, is made of the
-    job's command-line overrides (:func:`run_name_from_overrides`).
+    job's command-line overrides (:func:`run_name_from_overrides`). An online W&B run is started here, and falls back
+    to offline if it cannot start (:func:`start_wandb`).
     """
     loggers: list[Logger] = []
     for name, logger_cfg in (cfg or {}).items():
@@ -68,8 +73,45 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
                 logger_cfg.name = run_name_from_overrides()
         if "save_dir" in logger_cfg:
             Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
-        loggers.append(hydra.utils.instantiate(logger_cfg))
+        if logger_cfg._target_.endswith("WandbLogger") and not logger_cfg.get("offline"):
+            loggers.append(start_wandb(name, logger_cfg))
+        else:
+            loggers.append(hydra.utils.instantiate(logger_cfg))
     return loggers
+
+
+def start_wandb(name: str, logger_cfg: DictConfig) -> WandbLogger:
+    """An online W&B logger whose run has started; if it cannot start (no network, server unreachable, a bad API key
+    or setting), an offline logger instead, with a warning.
+
+    The run starts before anything is logged, so falling back loses nothing: the offline run keeps every metric and
+    image in ``<save_dir>/wandb/offline-run-*`` for ``wandb sync``. Unless ``WANDB_INIT_TIMEOUT`` or the logger's
+    ``settings`` set it, the start may take :data:`WANDB_INIT_TIMEOUT` seconds.
+    """
+    import wandb
+
+    kwargs = {}
+    if "settings" not in logger_cfg and "WANDB_INIT_TIMEOUT" not in os.environ:
+        kwargs["settings"] = wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT)
+    logger = hydra.utils.instantiate(logger_cfg, **kwargs)
+    try:
+        logger.experiment  # wandb.init: signs in and creates the run on the server
+        return logger
+    except Exception as e:  # wandb raises CommError, AuthenticationError, UsageError, or a settings ValidationError
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        log.warning(
+            "W&B logger %r cannot log online (%s: %s); logging offline instead, nothing is lost: upload the run later "
+            "with `wandb sync %s/wandb/offline-run-*`. Fix the network, WANDB_API_KEY or WANDB_BASE_URL, or pass "
+            "logger.%s.offline=true to skip the attempt",
+            name, type(e).__name__, reason, logger_cfg.get("save_dir") or ".", name,
+        )
+    if wandb.run is not None:
+        wandb.finish()
+    with open_dict(logger_cfg):
+        logger_cfg.offline = True
+    # mode="offline" explicitly: wandb keeps the settings it read from the environment (WANDB_MODE=online) at its
+    # first init, so the WANDB_MODE that the offline WandbLogger sets would no longer be read.
+    return hydra.utils.instantiate(logger_cfg, mode="offline")
 
 
 def log_figure(loggers: list[Logger], key: str, fig: Figure, step: int) -> None:
