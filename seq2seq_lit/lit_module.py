@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
@@ -167,11 +168,23 @@ class Seq2SeqLitModule(L.LightningModule):
         loss_metric.update(loss, weight=num_tokens)
         self._outputs.update(zip(batch.indices.tolist(), self.translate(batch)))
 
+    def _gather_outputs(self) -> dict[int, str]:
+        """The hypotheses of every process (data-parallel evaluation decodes a share of the split on each), merged by
+        corpus index, so that a sentence decoded twice (e.g. by a padding sampler) counts once; the local ones in a
+        single process."""
+        if self.trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return self._outputs
+        parts: list[dict[int, str] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, self._outputs)
+        return {index: text for part in parts for index, text in (part or {}).items()}
+
     def _eval_epoch_end(self, stage: str, loss_metric: MeanMetric) -> dict[str, float]:
-        """Score the hypotheses collected this epoch against the raw references of ``stage``'s split."""
+        """Score the hypotheses collected this epoch, on every process those of all processes, against the raw
+        references of ``stage``'s split; every process logs the same scores."""
         datamodule = self.trainer.datamodule
-        indices = sorted(self._outputs)  # every decoded sentence once, in corpus order
-        hypotheses = [self._outputs[i] for i in indices]
+        outputs = self._gather_outputs()
+        indices = sorted(outputs)  # every decoded sentence once, in corpus order
+        hypotheses = [outputs[i] for i in indices]
         all_references = datamodule.references(stage)
         references = [all_references[i] for i in indices]
         self._outputs = {}
@@ -184,7 +197,9 @@ class Seq2SeqLitModule(L.LightningModule):
             sources = [all_sources[i] for i in indices]
             for label, bucket in bleu_by_source_length(sources, hypotheses, references).items():
                 scores[f"test/bleu_src_len_{label}"] = bucket["bleu"]
-        self.log_dict(scores, prog_bar=stage != "test")
+        # sync_dist: the values are equal on every process already (the mean of equal values is exact); it tells
+        # Lightning so, instead of warning about epoch-level values logged unsynchronized.
+        self.log_dict(scores, prog_bar=stage != "test", sync_dist=self.trainer.world_size > 1)
         return scores
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -194,7 +209,7 @@ class Seq2SeqLitModule(L.LightningModule):
         scores = self._eval_epoch_end("val", self.val_loss)
         if not self.trainer.sanity_checking:
             self.val_bleu_best.update(torch.tensor(scores["val/bleu"]))
-            self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True)
+            self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True, sync_dist=self.trainer.world_size > 1)
 
     def on_validation_epoch_start(self) -> None:
         self._outputs = {}

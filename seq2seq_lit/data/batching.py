@@ -151,6 +151,17 @@ class BucketBatchSampler:
     :meth:`resume_at` makes the next iteration of a given epoch start after the batches a run had already trained
     on (see :class:`~seq2seq_lit.data.datamodule.ResumableDataLoader`).
 
+    Under data-parallel training (``num_replicas`` > 1, e.g. DDP), every process builds the same global batches
+    (same seed) and keeps its own share, so no sentence is seen twice per epoch and none is padded in:
+
+    - shuffled (training): global batch ``i`` goes to process ``i % num_replicas``, and every process keeps
+      ``len(global batches) // num_replicas`` of them (the few left over are dropped for this epoch; the shuffle
+      changes which), so all processes run the same number of steps and DDP's gradient all-reduce never waits for
+      a process that has run out of batches;
+    - sorted (evaluation): process ``r`` takes the sentences at positions ``r, r + num_replicas, ...`` of the
+      length-sorted order, each sentence exactly once across processes (unlike ``DistributedSampler``, nothing is
+      repeated to even out the shares; the counts differ by at most one sentence), cut into batches.
+
     Args:
         lengths: length of each item.
         batch_size: items per batch (the last batch may be smaller unless ``drop_last``).
@@ -158,9 +169,11 @@ class BucketBatchSampler:
         seed: base seed of the per-epoch generator.
         bucket_factor: batches per sorted chunk; larger means less padding but less randomness.
         drop_last: drop the final incomplete batch.
+        num_replicas: number of data-parallel processes sharing the data (world size).
+        rank: this process' index among them, 0 to ``num_replicas - 1``.
 
     Raises:
-        ValueError: ``batch_size`` or ``bucket_factor`` is below 1.
+        ValueError: ``batch_size``, ``bucket_factor`` or ``num_replicas`` is below 1, or ``rank`` is out of range.
     """
 
     def __init__(
@@ -171,9 +184,15 @@ class BucketBatchSampler:
         seed: int = 0,
         bucket_factor: int = 100,
         drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if batch_size < 1 or bucket_factor < 1:
             raise ValueError(f"batch_size ({batch_size}) and bucket_factor ({bucket_factor}) must be at least 1")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank ({rank}) must be in [0, num_replicas) and num_replicas ({num_replicas}) at least 1")
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -196,8 +215,13 @@ class BucketBatchSampler:
         self.epoch, self._resume = epoch, (epoch, start)
 
     def __len__(self) -> int:
+        """Batches per epoch of this process."""
+        if not self.shuffle:
+            n = len(range(self.rank, len(self.lengths), self.num_replicas))
+            return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
         n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        total = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return total // self.num_replicas
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -207,10 +231,21 @@ class BucketBatchSampler:
         return iter(self.batches(epoch)[start:])
 
     def batches(self, epoch: int) -> list[list[int]]:
-        """The batches of ``epoch``, in order (does not advance the epoch)."""
+        """This process' batches of ``epoch``, in order (does not advance the epoch)."""
         if not self.shuffle:
             order = torch.argsort(self.lengths, stable=True)
-            return self._cut(order)
+            return self._cut(order[self.rank :: self.num_replicas])
+        if len(self.lengths) == 0:
+            return []
+        batches = self.global_batches(epoch)
+        if self.num_replicas == 1:
+            return batches
+        per_replica = len(batches) // self.num_replicas
+        return batches[self.rank :: self.num_replicas][:per_replica]
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """The shuffled batches of ``epoch`` of all processes together, in order; process ``r`` gets every
+        ``num_replicas``-th one from the ``r``-th on."""
         if len(self.lengths) == 0:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
@@ -221,6 +256,8 @@ class BucketBatchSampler:
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _cut(self, order: Tensor) -> list[list[int]]:
+        if len(order) == 0:  # split would give one empty batch
+            return []
         batches = [batch.tolist() for batch in order.split(self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()

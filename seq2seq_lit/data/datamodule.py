@@ -92,13 +92,19 @@ class ResumableDataLoader(DataLoader):
         self._position = (epoch, batches)
 
 
-def eval_dataloader(dataset: TranslationDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+def eval_dataloader(
+    dataset: TranslationDataset, batch_size: int, num_workers: int = 0, num_replicas: int = 1, rank: int = 0
+) -> DataLoader:
     """Batches sorted by length (least padding, fixed order); ``Batch.indices`` restores the dataset order.
+
+    With ``num_replicas`` > 1 (data-parallel evaluation) this process gets every ``num_replicas``-th sentence of the
+    sorted order from the ``rank``-th on: each sentence is evaluated by exactly one process, none twice.
 
     E.g. to translate arbitrary lines:
     ``eval_dataloader(TranslationDataset(tokenizers.src.encode_batch(lines)), batch_size=200)``.
     """
-    return make_dataloader(dataset, BucketBatchSampler(dataset.lengths, batch_size, shuffle=False), num_workers)
+    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False, num_replicas=num_replicas, rank=rank)
+    return make_dataloader(dataset, sampler, num_workers)
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -273,10 +279,18 @@ class TranslationDataModule(L.LightningDataModule):
         The sampler is created once and advances its epoch each time iteration starts (Lightning also sets it to the
         trainer's epoch), so epoch e's order depends only on ``seed + e``; the loader resumes mid-epoch from a
         checkpoint (:class:`ResumableDataLoader`).
+
+        Under data-parallel training each process gets its own share of every epoch's batches, the same number on
+        every process (:class:`~seq2seq_lit.data.batching.BucketBatchSampler`); the trainer needs
+        ``use_distributed_sampler=False`` (``trainer=ddp`` sets it) so that Lightning leaves the sampler alone.
         """
         dataset = self._dataset("train")
-        if self._train_sampler is None:
-            self._train_sampler = BucketBatchSampler(dataset.lengths, self.batch_size, shuffle=True, seed=self.seed)
+        num_replicas, rank = self._replicas()
+        sampler = self._train_sampler
+        if sampler is None or (sampler.num_replicas, sampler.rank) != (num_replicas, rank):
+            self._train_sampler = BucketBatchSampler(
+                dataset.lengths, self.batch_size, shuffle=True, seed=self.seed, num_replicas=num_replicas, rank=rank
+            )
         generator = torch.Generator().manual_seed(self.seed)
         return make_dataloader(dataset, self._train_sampler, self.num_workers, ResumableDataLoader, generator=generator)
 
@@ -296,7 +310,8 @@ class TranslationDataModule(L.LightningDataModule):
         """
         if split == "train":
             return self.train_dataloader()
-        return eval_dataloader(self._dataset(split), self.eval_batch_size, self.num_workers)
+        num_replicas, rank = self._replicas()
+        return eval_dataloader(self._dataset(split), self.eval_batch_size, self.num_workers, num_replicas, rank)
 
     def batch_of(self, split: str, indices: Iterable[int]) -> Batch:
         """One batch of the examples at positions ``indices`` of ``split``'s dataset (e.g. fixed sentences to plot);
@@ -309,6 +324,13 @@ class TranslationDataModule(L.LightningDataModule):
         return collate([dataset[i] for i in indices])
 
     # -- internals ------------------------------------------------------------------------------------------------
+
+    def _replicas(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
 
     def _read(self, split: str) -> tuple[list[str], list[str]]:
         check_split(split)

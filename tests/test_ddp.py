@@ -1,0 +1,133 @@
+"""Data-parallel training: sharded bucketed batches, and DDP validation BLEU equal to one process' BLEU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq_lit.data import BucketBatchSampler
+from seq2seq_lit.data.datamodule import ResumableDataLoader, eval_dataloader, make_dataloader
+from seq2seq_lit.data.batching import TranslationDataset
+
+from .conftest import TINY, reverse_pairs, write_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lengths_of(n: int, seed: int = 0) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(1, 30) for _ in range(n)]
+
+
+@pytest.mark.parametrize("num_replicas", [2, 3])
+@pytest.mark.parametrize("n", [101, 5, 0])
+def test_evaluation_shards_cover_every_sentence_exactly_once(num_replicas, n):
+    lengths = lengths_of(n)
+    shards = [BucketBatchSampler(lengths, 8, shuffle=False, num_replicas=num_replicas, rank=r) for r in range(num_replicas)]
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert sorted(seen) == list(range(n))  # no sentence missing, none repeated (no padding as DistributedSampler)
+    assert [len(shard) for shard in shards] == [len(list(iter(shard))) for shard in shards]
+    sizes = [sum(map(len, shard.batches(0))) for shard in shards]
+    assert max(sizes) - min(sizes) <= 1
+    for shard in shards:  # still sorted by length within each process: little padding
+        order = [lengths[i] for batch in shard.batches(0) for i in batch]
+        assert order == sorted(order)
+
+
+@pytest.mark.parametrize("num_replicas", [2, 3])
+def test_training_shards_are_disjoint_equal_in_number_and_change_every_epoch(num_replicas):
+    lengths = lengths_of(500)
+    shards = [BucketBatchSampler(lengths, 16, seed=7, bucket_factor=4, num_replicas=num_replicas, rank=r) for r in range(num_replicas)]
+    single = BucketBatchSampler(lengths, 16, seed=7, bucket_factor=4)
+    for epoch in (0, 1):
+        per_rank = [shard.batches(epoch) for shard in shards]
+        counts = {len(b) for b in per_rank}
+        assert counts == {len(single) // num_replicas} == {len(shards[0])}  # same steps on every process: no hang
+        flat = [i for batches in per_rank for batch in batches for i in batch]
+        assert len(flat) == len(set(flat))  # no sentence on two processes
+        global_batches = single.batches(epoch)
+        assert [b for batches in zip(*per_rank) for b in batches] == global_batches[: len(per_rank[0]) * num_replicas]
+    assert shards[0].batches(0) != shards[0].batches(1)
+
+
+def test_a_training_shard_resumes_mid_epoch():
+    lengths = lengths_of(300)
+    dataset = TranslationDataset([[5] * n for n in lengths], [[6] * n for n in lengths])
+
+    def loader():
+        sampler = BucketBatchSampler(dataset.lengths, 8, seed=3, bucket_factor=2, num_replicas=2, rank=1)
+        return make_dataloader(dataset, sampler, loader_cls=ResumableDataLoader, generator=torch.Generator().manual_seed(0))
+
+    first = loader()
+    it = iter(first)
+    seen = [next(it).indices.tolist() for _ in range(5)]
+    state = first.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    rest = [b.indices.tolist() for b in resumed]
+    assert seen + rest == [b.indices.tolist() for b in loader()]
+
+
+def test_eval_dataloader_shards_by_rank():
+    lengths = lengths_of(11)
+    dataset = TranslationDataset([[5] * n for n in lengths], [[6] * n for n in lengths])
+    indices = [sorted(i for b in eval_dataloader(dataset, 4, num_replicas=2, rank=r) for i in b.indices.tolist()) for r in (0, 1)]
+    assert sorted(indices[0] + indices[1]) == list(range(11)) and not set(indices[0]) & set(indices[1])
+
+
+@pytest.fixture(scope="module")
+def odd_corpus(tmp_path_factory) -> dict[str, Path]:
+    """The reverse task with 101 validation sentences: split over 2 processes, a padding sampler would repeat one."""
+    folder = tmp_path_factory.mktemp("odd")
+    rng = random.Random(1)
+    paths = {}
+    for split, n in (("train", 3000), ("val", 101), ("test", 51)):
+        paths[f"{split}_src"], paths[f"{split}_tgt"] = write_pairs(folder, split, reverse_pairs(n, rng))
+    return paths
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+def test_ddp_on_two_cpu_processes_validates_like_one_process(odd_corpus, tmp_path):
+    data = ["data=parallel_text", "data.tokenizer.vocab_size=24", "data.batch_size=32", "data.eval_batch_size=16"]
+    data += [f"data.{key}={path}" for key, path in odd_corpus.items()]
+    run_dir = tmp_path / "ddp"
+    paths = [f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={run_dir}"]
+    ddp = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+    result = run_module(
+        "seq2seq_lit.train", *TINY, *data, *ddp, *paths, "logger=csv", "trainer.max_steps=120", "callbacks.attention_heatmaps=null"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 120
+    rows = list(csv.DictReader(open(run_dir / "csv" / "version_0" / "metrics.csv")))
+    val = [r for r in rows if r.get("val/bleu")]
+    # An epoch is 94 batches of 32 over both processes, 47 on each: validation after each epoch and at max_steps.
+    assert [int(r["step"]) for r in val] == [46, 93, 119]
+    best = max(val, key=lambda r: float(r["val/bleu"]))  # the validation of the best checkpoint
+    ddp_bleu, ddp_chrf = float(best["val/bleu"]), float(best["val/chrf"])
+    assert ddp_bleu == pytest.approx(metrics["val/bleu_best"], abs=1e-3)
+    assert 5.0 < ddp_bleu < 100.0  # learned something, so that a missing or repeated sentence would show
+
+    # One process, the same checkpoint, the whole validation split.
+    evaluated = run_module(
+        "seq2seq_lit.evaluate", f"ckpt_path={metrics['best_model_path']}", "data=parallel_text",
+        f"data.val_src={odd_corpus['val_src']}", f"data.val_tgt={odd_corpus['val_tgt']}", "data.split=val",
+        f"output_dir={tmp_path}/eval", f"paths.log_dir={tmp_path}/logs",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    single = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert single["sentences"] == 101
+    assert ddp_bleu == pytest.approx(single["bleu"], abs=1e-4)
+    assert ddp_chrf == pytest.approx(single["chrf"], abs=1e-4)
