@@ -23,6 +23,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -34,7 +35,8 @@ from .data import Tokenizers
 from .errors import ConfigError, DataError
 from .lit_module import TOKENIZERS_KEY
 from .utils.entry import CONFIG_DIR, RunInterrupted, run_entry_point
-from .utils.loggers import finish_loggers, instantiate_loggers
+from .utils.loggers import finish_loggers, instantiate_loggers, log_summary
+from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 from .utils.summary import print_summary
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test as configured; returns the metrics also written to ``metrics.json``."""
+    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any bfloat16 product
+    unfuse_optimizer_for_clipping(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -86,7 +90,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = _fit_and_test(cfg, trainer, model, datamodule, loggers, ckpt_path)
     finally:
         finish_loggers(loggers)
-    print_summary(metrics, Path(cfg.paths.output_dir))
+    if trainer.is_global_zero:
+        print_summary(metrics, Path(cfg.paths.output_dir))
     return metrics
 
 
@@ -99,14 +104,17 @@ def _fit_and_test(
     ckpt_path: Path | None = None,
 ) -> dict[str, Any]:
     """Fit (unless ``cfg.train`` is false; resuming from ``ckpt_path`` if given), test the best checkpoint (unless
-    ``cfg.test`` is false), write ``metrics.json`` and give the loggers the sacreBLEU signature."""
+    ``cfg.test`` is false), write ``metrics.json`` (rank zero) and put the final metrics and the sacreBLEU signature
+    into the loggers' run summary."""
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         start = time.perf_counter()
         with _sigterm_exits_nonzero("before training started (no checkpoint)"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
-        metrics["train_tokens_per_second"] = round(model.trained_tokens / max(metrics["train_seconds"], 1e-9), 1)
+        tokens = torch.tensor(float(model.trained_tokens), device=trainer.strategy.root_device)
+        tokens = trainer.strategy.reduce(tokens, reduce_op="sum")  # the tokens of all processes
+        metrics["train_tokens_per_second"] = round(float(tokens) / max(metrics["train_seconds"], 1e-9), 1)
         metrics.update(_floats(trainer.callback_metrics))
 
     if cfg.get("test", True):
@@ -120,11 +128,12 @@ def _fit_and_test(
 
     metrics["global_step"] = trainer.global_step
     metrics["sacrebleu_signature"] = getattr(model, "sacrebleu_signature", None)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    for logger in loggers:
-        logger.log_hyperparams({"sacrebleu_signature": metrics["sacrebleu_signature"]})
+    if trainer.is_global_zero:
+        output_dir = Path(cfg.paths.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    final = ("test/", "val/bleu_best", "sacrebleu_signature", "best_model_path", "global_step", "train_")
+    log_summary(loggers, {k: v for k, v in metrics.items() if k.startswith(final)})
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 from .attention_heatmaps import AttentionHeatmaps
 from .resume import ResumeCheckpoint
+from .sample_translations import SampleTranslations
 from .validate_on_last_step import ValidateOnLastStep
 
-__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "ValidateOnLastStep"]
+__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "SampleTranslations", "ValidateOnLastStep"]
