@@ -131,3 +131,35 @@ def test_ddp_on_two_cpu_processes_validates_like_one_process(odd_corpus, tmp_pat
     assert single["sentences"] == 101
     assert ddp_bleu == pytest.approx(single["bleu"], abs=1e-4)
     assert ddp_chrf == pytest.approx(single["chrf"], abs=1e-4)
+
+
+def test_slurm_launcher_asks_for_one_task_per_device_on_each_node(tmp_path, monkeypatch):
+    """hydra/launcher=slurm: the sbatch script that submitit would submit (no cluster here: a stand-in srun, and the
+    submission itself is captured)."""
+    import hydra
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .conftest import CONF_DIR
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    submitted = {}
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", lambda self, fn, *args: submitted.update(executor=self, args=args) or [])
+
+    GlobalHydra.instance().clear()
+    overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+                 f"hydra.sweep.dir={tmp_path}/sweep", "hydra.launcher.partition=gpu"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train.yaml", overrides=overrides, return_hydra_config=True)
+    launcher = hydra.utils.instantiate(cfg.hydra.launcher)
+    launcher.config = cfg
+    assert launcher.launch([["model/attention=dot"], ["model/attention=additive"]], initial_job_idx=0) == []
+    script = submitted["executor"]._executor._make_submission_file_text("python -m seq2seq_lit.train", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--time=240", "--signal=USR2@120"):
+        assert f"#SBATCH {line}\n" in script, line
+    assert [overrides for overrides in submitted["args"][0]] == [["model/attention=dot"], ["model/attention=additive"]]
