@@ -1,16 +1,24 @@
 """Compare finished runs: ``python -m seq2seq_lit.compare logs/train/multiruns/<date>`` (console script ``s2s-compare``).
 
-Reads every run folder below the given paths (a folder with ``.hydra/overrides.yaml`` and ``metrics.json``), and prints
-one row per run with the overridden config keys whose values differ between the runs (a run that does not override a
-key shows "default") and the chosen metrics. ``--plot`` saves a
-bar chart of one metric per run as PNG.
+Reads runs from local Hydra run folders or from a W&B project, and prints one row per run with the overridden config
+keys whose values differ between the runs (a run that does not override a key shows "default") and the chosen
+metrics. ``--plot`` saves a bar chart of one metric per run as PNG.
+
+- A local run is a folder with ``.hydra/overrides.yaml``; its metrics come from ``metrics.json`` (written when the
+  run ends), or, for a run without one (interrupted, still running), from the last logged value of each column of
+  its CSV logs (``csv/version_*/metrics.csv``, ``logger=csv`` or ``logger=many``).
+- ``wandb://ENTITY/PROJECT`` (or ``wandb://PROJECT`` for the API key's default entity) reads every run of a W&B
+  project through the public API (needs network access and ``wandb login`` or ``WANDB_API_KEY``): the overrides
+  that training stores in the run config (``hydra_overrides``) and the metrics of the run summary. ``--filters``
+  narrows the runs with W&B's MongoDB-style query, e.g. ``'{"group": "train/2026-11-21_10-00-00"}'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,28 +28,104 @@ from rich.console import Console
 from rich.table import Table
 
 DEFAULT_METRICS = ("test/bleu", "test/chrf", "val/bleu_best", "global_step", "train_seconds")
+WANDB_SCHEME = "wandb://"
 
 
 @dataclass
 class Run:
-    """A finished run: its folder, its command-line overrides (key -> value) and its metrics."""
+    """A run: where it is (a folder, or ``wandb://entity/project/run_id``), its command-line overrides (key -> value),
+    its metrics, and the name shown in the table (the folder's name, or the W&B run id)."""
 
-    path: Path
+    path: Path | str
     overrides: dict[str, str]
     metrics: dict[str, Any]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = Path(self.path).name
+
+
+def parse_overrides(items: Iterable[Any]) -> dict[str, str]:
+    """``["model/attention=dot", "+trainer.profiler=simple", "~logger"]`` -> key -> value (``+``/``~`` dropped)."""
+    pairs = [str(o).split("=", 1) for o in items]
+    return {key.lstrip("+~"): value for key, value in (p if len(p) == 2 else (p[0], "") for p in pairs)}
+
+
+def csv_metrics(run_dir: Path) -> dict[str, Any]:
+    """The last logged value of every column of the run's CSV logs (later versions win); numbers as floats."""
+    metrics: dict[str, Any] = {}
+    for metrics_file in sorted(run_dir.glob("csv/version_*/metrics.csv")):
+        with metrics_file.open(newline="") as f:
+            for row in csv.DictReader(f):
+                for key, value in row.items():
+                    if key and value not in ("", None):
+                        metrics[key] = _number(value)
+    if "step" in metrics and "global_step" not in metrics:
+        metrics["global_step"] = int(metrics["step"])
+    return metrics
+
+
+def _number(value: str) -> Any:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Every run folder at or below ``paths`` with both ``.hydra/overrides.yaml`` and ``metrics.json``, sorted."""
+    """Every run folder at or below ``paths`` (a folder with ``.hydra/overrides.yaml`` and either ``metrics.json``
+    or CSV logs), sorted by path."""
     runs = []
     for root in paths:
-        for metrics_file in sorted(Path(root).rglob("metrics.json")):
-            overrides_file = metrics_file.parent / ".hydra" / "overrides.yaml"
-            if overrides_file.is_file():
-                items = [str(o).split("=", 1) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
-                overrides = {key.lstrip("+~"): value for key, value in (i if len(i) == 2 else (i[0], "") for i in items)}
-                runs.append(Run(metrics_file.parent, overrides, json.loads(metrics_file.read_text())))
+        for overrides_file in sorted(Path(root).rglob(".hydra/overrides.yaml")):
+            run_dir = overrides_file.parent.parent
+            metrics_file = run_dir / "metrics.json"
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else csv_metrics(run_dir)
+            if metrics:
+                runs.append(Run(run_dir, parse_overrides(OmegaConf.to_container(OmegaConf.load(overrides_file))), metrics))
+    return sorted(runs, key=lambda run: str(run.path))
+
+
+def wandb_runs(source: str, filters: Mapping[str, Any] | None = None, api: Any = None) -> list[Run]:
+    """The runs of the W&B project ``wandb://ENTITY/PROJECT`` (or ``wandb://PROJECT``), oldest first, read through
+    the public API (``api``: a ``wandb.Api``, made here by default).
+
+    A run's overrides are its config's ``hydra_overrides`` (stored by training); for a run without them (logged by
+    something else), every config key, flattened (``model.dropout``). Its metrics are its summary.
+
+    Raises:
+        ValueError: ``source`` names no project.
+    """
+    project_path = source[len(WANDB_SCHEME) :].strip("/") if source.startswith(WANDB_SCHEME) else source
+    if not project_path or project_path.count("/") > 1:
+        raise ValueError(f"{source!r}: expected wandb://ENTITY/PROJECT or wandb://PROJECT")
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    runs = []
+    for run in api.runs(project_path, filters=dict(filters or {}), order="+created_at"):
+        config = dict(run.config)
+        if "hydra_overrides" in config:
+            overrides = parse_overrides(config["hydra_overrides"] or [])
+        else:
+            overrides = {k: str(v) for k, v in _flatten(config).items() if not k.startswith("_")}
+        summary = getattr(run.summary, "_json_dict", None) or dict(run.summary)
+        metrics = {k: v for k, v in summary.items() if not k.startswith("_") and not isinstance(v, dict)}
+        runs.append(Run(f"{WANDB_SCHEME}{'/'.join(run.path)}", overrides, metrics, name=run.id))
     return runs
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:
@@ -57,7 +141,7 @@ def comparison_table(runs: Sequence[Run], metrics: Sequence[str] = DEFAULT_METRI
     for column in ["run", *keys, *metrics]:
         table.add_column(column, justify="right" if column in metrics else "left")
     for run in runs:
-        cells = [run.path.name, *(run.overrides.get(k, "default") for k in keys)]
+        cells = [run.name, *(run.overrides.get(k, "default") for k in keys)]
         cells += [_format(run.metrics.get(m)) for m in metrics]
         table.add_row(*cells)
     return table
@@ -68,10 +152,10 @@ def _format(value: Any) -> str:
 
 
 def plot_metric(runs: Sequence[Run], metric: str, label_key: str | None, path: Path) -> None:
-    """Bar chart of ``metric`` per run, labelled by the override of ``label_key`` (else the folder name)."""
+    """Bar chart of ``metric`` per run, labelled by the override of ``label_key`` (else the run's name)."""
     from matplotlib.figure import Figure
 
-    labels = [run.overrides.get(label_key, "default") if label_key else run.path.name for run in runs]
+    labels = [run.overrides.get(label_key, "default") if label_key else run.name for run in runs]
     values = [float(run.metrics.get(metric, float("nan"))) for run in runs]
     fig = Figure(figsize=(max(4.0, 0.8 * len(runs) + 1.5), 3.5))
     ax = fig.add_subplot()
@@ -84,14 +168,29 @@ def plot_metric(runs: Sequence[Run], metric: str, label_key: str | None, path: P
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="s2s-compare", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="run folders or folders above them (e.g. a multirun folder)")
+    parser.add_argument(
+        "paths", nargs="+", help="run folders or folders above them (e.g. a multirun folder), or wandb://ENTITY/PROJECT"
+    )
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metric names")
     parser.add_argument("--plot", type=Path, help="save a bar chart of the first metric to this PNG")
     parser.add_argument("--label", help="overridden key that labels the bars, e.g. model/attention")
+    parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
-    runs = find_runs(args.paths)
+    runs = find_runs([p for p in args.paths if not p.startswith(WANDB_SCHEME)])
+    for source in (p for p in args.paths if p.startswith(WANDB_SCHEME)):
+        try:
+            runs += wandb_runs(source, args.filters)
+        except ValueError as e:
+            parser.error(str(e))
+        except Exception as e:  # wandb's CommError, AuthenticationError, UsageError: no network or no API key
+            parser.error(
+                f"cannot read {source} from W&B ({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}). "
+                f"Fix: `wandb login` or set WANDB_API_KEY, check the network and the entity/project; runs logged "
+                f"offline must be uploaded first (`wandb sync <run dir>/wandb/offline-run-*`), or compare the local "
+                f"run folders instead"
+            )
     if not runs:
-        parser.error(f"no run folders (with .hydra/overrides.yaml and metrics.json) under {', '.join(args.paths)}")
+        parser.error(f"no runs (folders with .hydra/overrides.yaml and metrics.json or CSV logs) in {', '.join(args.paths)}")
     metrics = [m for m in args.metrics.split(",") if m]
     console = Console()
     if not console.is_terminal:

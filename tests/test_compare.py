@@ -1,6 +1,8 @@
 """s2s-compare on hand-made run folders."""
 
 import json
+import os
+from pathlib import Path
 
 from seq2seq_lit.compare import find_runs, main
 
@@ -29,3 +31,114 @@ def test_compare_tabulates_differing_overrides_and_metrics(tmp_path, capsys):
     assert "additive" in rows["1"] and "23.50" in rows["1"]
     assert "default" in rows["2"] and "simple" in rows["2"] and "-" in rows["2"]
     assert plot.stat().st_size > 0
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    """Cells of each row of a printed rich table, by the first cell (the run)."""
+    rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")]
+    return {row[0]: row for row in rows}
+
+
+def table_header(out: str) -> list[str]:
+    line = next(line for line in out.splitlines() if line.startswith("┃"))
+    return [cell.strip() for cell in line.strip("┃").split("┃")]
+
+
+def test_compare_three_small_runs_of_a_multirun(reverse_corpus, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from .conftest import TINY, reverse_data_overrides
+
+    repo = Path(__file__).resolve().parents[1]
+    sweep = tmp_path / "multirun"
+    args = [
+        "-m", "model/attention=dot,general,additive", *TINY, *reverse_data_overrides(reverse_corpus), "logger=csv",
+        "trainer.max_steps=30", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+        "callbacks.attention_heatmaps=null", f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "seq2seq_lit.train", *args], capture_output=True, text=True, cwd=repo, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = {i: json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)}
+
+    assert main([str(sweep), "--metrics", "test/bleu,val/bleu_best,global_step"]) == 0
+    out = capsys.readouterr().out
+    assert table_header(out) == ["run", "model/attention", "test/bleu", "val/bleu_best", "global_step"]
+    rows = table_rows(out)
+    assert sorted(rows) == ["0", "1", "2"]
+    for i, attention in enumerate(["dot", "general", "additive"]):
+        assert rows[str(i)] == [str(i), attention, f"{metrics[i]['test/bleu']:.2f}", f"{metrics[i]['val/bleu_best']:.2f}", "30"]
+
+    # A run without metrics.json (e.g. interrupted) is read from its CSV log: the last value of each column.
+    (sweep / "1" / "metrics.json").unlink()
+    assert main([str(sweep), "--metrics", "test/bleu,val/bleu_best,global_step"]) == 0
+    row = table_rows(capsys.readouterr().out)["1"]
+    assert row == ["1", "general", f"{metrics[1]['test/bleu']:.2f}", f"{metrics[1]['val/bleu_best']:.2f}", "30"]
+
+
+class FakeSummary(dict):
+    """wandb's HTTPSummary keeps its values in ``_json_dict``."""
+
+    @property
+    def _json_dict(self):
+        return dict(self)
+
+
+class FakeRun:
+    def __init__(self, run_id, config, summary):
+        self.id, self.config, self.summary = run_id, config, FakeSummary(summary)
+        self.path = ["team", "seq2seq-lit", run_id]
+
+
+class FakeApi:
+    """Stands in for ``wandb.Api``: records the query, returns three runs."""
+
+    calls: list = []
+
+    def runs(self, path, filters=None, order=None):
+        FakeApi.calls.append((path, filters, order))
+        return [
+            FakeRun("a1", {"hydra_overrides": ["model/attention=dot", "trainer.max_steps=600"], "model": {"dropout": 0.2}},
+                    {"test/bleu": 28.02, "val/bleu_best": 26.3, "global_step": 600, "_runtime": 5, "val/translations": {"_type": "table-file"}}),
+            FakeRun("b2", {"hydra_overrides": ["model/attention=general", "trainer.max_steps=600"]},
+                    {"test/bleu": 24.91, "val/bleu_best": 23.87, "global_step": 600}),
+            FakeRun("c3", {"hydra_overrides": ["trainer.max_steps=600", "model/decoder=bahdanau"]},
+                    {"test/bleu": 20.5, "global_step": 600}),
+        ]
+
+
+def test_compare_reads_a_wandb_project_through_the_public_api(monkeypatch, tmp_path, capsys):
+    import wandb
+
+    FakeApi.calls = []
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    plot = tmp_path / "bleu.png"
+    argv = ["wandb://team/seq2seq-lit", "--metrics", "test/bleu,val/bleu_best,global_step", "--filters", '{"group": "g"}',
+            "--plot", str(plot), "--label", "model/attention"]
+    assert main(argv) == 0
+    assert FakeApi.calls == [("team/seq2seq-lit", {"group": "g"}, "+created_at")]
+    out = capsys.readouterr().out
+    assert table_header(out) == ["run", "model/attention", "model/decoder", "test/bleu", "val/bleu_best", "global_step"]
+    rows = table_rows(out)
+    assert rows["a1"] == ["a1", "dot", "default", "28.02", "26.30", "600"]
+    assert rows["b2"] == ["b2", "general", "default", "24.91", "23.87", "600"]
+    assert rows["c3"] == ["c3", "default", "bahdanau", "20.50", "-", "600"]
+    assert plot.stat().st_size > 0
+
+
+def test_compare_wandb_without_access_says_how_to_fix_it(monkeypatch, capsys):
+    import pytest
+    import wandb
+
+    class NoAccess:
+        def runs(self, *args, **kwargs):
+            raise RuntimeError("api_key not configured (no-tty)")
+
+    monkeypatch.setattr(wandb, "Api", NoAccess)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["wandb://team/seq2seq-lit"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "wandb login" in err and "wandb sync" in err and "Traceback" not in err
