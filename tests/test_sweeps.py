@@ -63,7 +63,10 @@ def build_model(cfg) -> None:
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_sweep_maximizes_val_bleu_best_and_passes_hydra_overrides(path):
-    sweep = yaml.safe_load(path.read_text())
+    from wandb.sdk.launch.sweeps.utils import load_sweep_config
+
+    sweep = load_sweep_config(str(path))  # as `wandb sweep` reads it
+    assert sweep == yaml.safe_load(path.read_text())
     assert sweep["metric"] == {"name": "val/bleu_best", "goal": "maximize"}
     assert sweep["command"][-3:] == ["-m", "seq2seq_lit.train", "${args_no_hyphens}"]
     assert sweep["method"] in ("grid", "bayes")
