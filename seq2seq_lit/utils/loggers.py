@@ -191,11 +191,8 @@ def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows
         if isinstance(logger, WandbLogger):
             logger.log_table(key=key, columns=list(columns), data=[list(row) for row in rows], step=step)
         elif isinstance(logger, TensorBoardLogger):
-            def cell(value: Any) -> str:
-                return str(value).replace("|", "\\|").replace("\n", " ")
-
             lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
             logger.experiment.add_text(key, "\n".join(lines), global_step=step)
         elif isinstance(logger, CSVLogger):
             path = Path(logger.log_dir) / "tables" / f"{key.replace('/', '_')}_step{step}.tsv"
@@ -204,6 +201,10 @@ def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows
                 writer = csv.writer(f, delimiter="\t", lineterminator="\n")
                 writer.writerow(columns)
                 writer.writerows(rows)
+
+
+def _markdown_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 @rank_zero_only
