@@ -163,3 +163,32 @@ def test_slurm_launcher_asks_for_one_task_per_device_on_each_node(tmp_path, monk
     for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--time=240", "--signal=USR2@120"):
         assert f"#SBATCH {line}\n" in script, line
     assert [overrides for overrides in submitted["args"][0]] == [["model/attention=dot"], ["model/attention=additive"]]
+
+
+def test_data_module_shards_for_the_trainer_and_refuses_lightnings_sampler_replacement(reverse_corpus, tmp_path):
+    from types import SimpleNamespace
+
+    from seq2seq_lit.data import TranslationDataModule
+    from seq2seq_lit.errors import ConfigError
+
+    datamodule = TranslationDataModule.from_files(
+        **reverse_corpus, tokenizer={"vocab_size": 24, "cache_dir": str(tmp_path / "sp")}, batch_size=32, eval_batch_size=16
+    )
+    datamodule.setup("fit")
+
+    def trainer(rank, use_distributed_sampler=False):
+        connector = SimpleNamespace(use_distributed_sampler=use_distributed_sampler)
+        return SimpleNamespace(world_size=2, global_rank=rank, _accelerator_connector=connector)
+
+    val, train = {}, {}
+    for rank in (0, 1):
+        datamodule.trainer = trainer(rank)
+        val[rank] = [i for batch in datamodule.val_dataloader() for i in batch.indices.tolist()]
+        train[rank] = datamodule.train_dataloader().batch_sampler.batches(0)
+    assert sorted(val[0] + val[1]) == list(range(100)) and len(val[0]) == len(val[1]) == 50
+    assert len(train[0]) == len(train[1]) == 94 // 2
+    assert not {i for b in train[0] for i in b} & {i for b in train[1] for i in b}
+
+    datamodule.trainer = trainer(0, use_distributed_sampler=True)
+    with pytest.raises(ConfigError, match="use_distributed_sampler=false"):
+        datamodule.val_dataloader()

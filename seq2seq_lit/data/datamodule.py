@@ -326,10 +326,20 @@ class TranslationDataModule(L.LightningDataModule):
     # -- internals ------------------------------------------------------------------------------------------------
 
     def _replicas(self) -> tuple[int, int]:
-        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        """(world size, global rank) of the attached trainer; (1, 0) without one.
+
+        Raises:
+            ConfigError: data-parallel training with Lightning's sampler replacement on (it would wrap the bucketed
+                batches in a ``DistributedSampler``, which fails, and would repeat evaluation sentences).
+        """
         trainer = self.trainer
         if trainer is None:
             return 1, 0
+        if trainer.world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+            raise ConfigError(
+                "data-parallel training needs trainer.use_distributed_sampler=false: the data module shards its "
+                "length-bucketed batches itself. Fix: use trainer=ddp, or add +trainer.use_distributed_sampler=false"
+            )
         return trainer.world_size, trainer.global_rank
 
     def _read(self, split: str) -> tuple[list[str], list[str]]:
