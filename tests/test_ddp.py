@@ -192,3 +192,26 @@ def test_data_module_shards_for_the_trainer_and_refuses_lightnings_sampler_repla
     datamodule.trainer = trainer(0, use_distributed_sampler=True)
     with pytest.raises(ConfigError, match="use_distributed_sampler=false"):
         datamodule.val_dataloader()
+
+
+def test_ddp_run_resumed_mid_epoch_ends_with_the_weights_of_the_uninterrupted_run(odd_corpus, tmp_path):
+    """Each process resumes its own shard of the epoch where it stopped (the loader state of rank zero, which every
+    rank shares since all take the same number of steps)."""
+    data = ["data=parallel_text", "data.tokenizer.vocab_size=24", "data.batch_size=32", "data.eval_batch_size=51"]
+    data += [f"data.{key}={path}" for key, path in odd_corpus.items()]
+    common = [*TINY, *data, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "logger=csv", "test=false",
+              "trainer.max_steps=60", "callbacks.attention_heatmaps=null", "callbacks.sample_translations=null",
+              f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache"]
+    steps = tmp_path / "steps"
+    every_30 = f"+callbacks.every_30={{_target_:lightning.pytorch.callbacks.ModelCheckpoint,every_n_train_steps:30,save_top_k:-1,dirpath:{steps},filename:'s{{step}}'}}"
+    result = run_module("seq2seq_lit.train", *common, every_30, f"hydra.run.dir={tmp_path}/whole")
+    assert result.returncode == 0, result.stderr[-3000:]
+    mid_epoch = tmp_path / "step30.ckpt"  # an epoch is 47 steps per process
+    (steps / "sstep=30.ckpt").rename(mid_epoch)
+    result = run_module("seq2seq_lit.train", *common, f"ckpt_path={mid_epoch}", f"hydra.run.dir={tmp_path}/resumed")
+    assert result.returncode == 0, result.stderr[-3000:]
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert whole["global_step"] == resumed["global_step"] == 60
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
