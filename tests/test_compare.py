@@ -53,7 +53,7 @@ def test_compare_three_small_runs_of_a_multirun(reverse_corpus, tmp_path, capsys
     repo = Path(__file__).resolve().parents[1]
     sweep = tmp_path / "multirun"
     args = [
-        "-m", "model/attention=dot,general,additive", *TINY, *reverse_data_overrides(reverse_corpus), "logger=csv",
+        "-m", "model/attention=dot,general,additive", *TINY, *reverse_data_overrides(reverse_corpus), "logger=many",
         "trainer.max_steps=30", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
         "callbacks.attention_heatmaps=null", f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache",
         f"hydra.sweep.dir={sweep}",
@@ -70,6 +70,14 @@ def test_compare_three_small_runs_of_a_multirun(reverse_corpus, tmp_path, capsys
     assert sorted(rows) == ["0", "1", "2"]
     for i, attention in enumerate(["dot", "general", "additive"]):
         assert rows[str(i)] == [str(i), attention, f"{metrics[i]['test/bleu']:.2f}", f"{metrics[i]['val/bleu_best']:.2f}", "30"]
+
+    # Each job is its own W&B run (offline here), grouped by the multirun and named by its overrides.
+    from .test_tracking import read_offline_run
+
+    wandb_runs = [read_offline_run(next((sweep / str(i)).glob("wandb/offline-run-*")))["run"] for i in range(3)]
+    assert {run.run_group for run in wandb_runs} == {"train/multirun"}
+    assert [run.display_name.split(",")[0] for run in wandb_runs] == [f"model/attention={a}" for a in ("dot", "general", "additive")]
+    assert len({run.run_id for run in wandb_runs}) == 3
 
     # A run without metrics.json (e.g. interrupted) is read from its CSV log: the last value of each column.
     (sweep / "1" / "metrics.json").unlink()
