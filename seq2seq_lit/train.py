@@ -49,7 +49,7 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test as configured; returns the metrics also written to ``metrics.json``."""
-    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any bfloat16 product
+    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any oneDNN operation
     unfuse_optimizer_for_clipping(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

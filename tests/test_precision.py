@@ -55,7 +55,7 @@ AUTOCAST_CHECK = textwrap.dedent(
     """
     import sys
     from seq2seq_lit.utils.precision import avoid_unusable_amx
-    avoid_unusable_amx("bf16-mixed", "cpu")  # before the first bfloat16 product, as train does
+    avoid_unusable_amx("bf16-mixed", "cpu")  # before any oneDNN operation, as train does
     import hydra, torch
     from omegaconf import OmegaConf
     torch.manual_seed(0)

@@ -9,8 +9,11 @@ for a plain ``nn.Linear`` as well as an LSTM under ``torch.autocast("cpu", torch
 
 :func:`avoid_unusable_amx` checks this once, in a child process (a crash there costs nothing), and when AMX
 bfloat16 kernels crash it caps oneDNN at the AVX-512 (FP16/BF16) kernels with ``ONEDNN_MAX_CPU_ISA``, which still
-compute in bfloat16. oneDNN reads that variable when it first picks a kernel, so it must be set before the first
-bfloat16 product of the process; an ``ONEDNN_MAX_CPU_ISA`` set by the user is left alone.
+compute in bfloat16. oneDNN fixes its ISA the first time PyTorch uses it, for float32 work too (a float32 LSTM step
+before the cap is enough for the crash to come back), so the cap must be set before the process' first oneDNN
+operation: ``train`` does it first thing. Code that calls ``train`` after other PyTorch work in the same process
+(a notebook) should set ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_FP16`` before starting Python instead; one set by the user
+is left alone.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ def amx_bf16_works(timeout: float = 120.0) -> bool:
 def avoid_unusable_amx(precision: str | int | None, accelerator: str | None) -> bool:
     """For CPU bfloat16 training on a CPU that advertises AMX, cap oneDNN below AMX if AMX kernels crash here.
 
-    Call before the first bfloat16 product of the process (``train`` does, first thing). Returns whether the cap was
-    set. Nothing is checked for float32 or 16-mixed precision, for GPU runs, or when ``ONEDNN_MAX_CPU_ISA`` is set.
+    Call before the process' first oneDNN operation, float32 ones included (``train`` does, first thing). Returns
+    whether the cap was set. Nothing is checked for float32 or 16-mixed precision, for GPU runs, or when ``ONEDNN_MAX_CPU_ISA`` is set.
     """
     if not str(precision).startswith("bf16") or "ONEDNN_MAX_CPU_ISA" in os.environ:
         return False
