@@ -1,0 +1,96 @@
+"""The benchmark's FLOP count against PyTorch's, and the benchmark script end to end (figures checked for shape and
+consistency only: no assertion here depends on how fast the machine is)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq_lit.data.batching import collate
+from seq2seq_lit.modules import DotAttention, GeneralAttention, LuongDecoder, NoAttention, RNNEncoder, Seq2Seq
+from seq2seq_lit.utils.flops import counted_step_flops, matmul_gflops, training_step_flops
+
+from .conftest import TINY, reverse_data_overrides
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_decode.py"
+
+
+def _tiny_net(rnn_type: str, layers: int, attention, input_feeding: bool, bridge: str = "last") -> Seq2Seq:
+    torch.manual_seed(0)
+    return Seq2Seq(
+        37,
+        41,
+        encoder=functools.partial(RNNEncoder, hidden_size=16, num_layers=layers, rnn_type=rnn_type),
+        decoder=functools.partial(
+            LuongDecoder, hidden_size=32, num_layers=layers, rnn_type=rnn_type, input_feeding=input_feeding
+        ),
+        attention=attention,
+        embedding_size=8,
+        bridge=bridge,
+    )
+
+
+def _ragged_batch():
+    # 5 pairs, sources of 3-11 pieces and targets of 9-5: padding on both sides
+    examples = [
+        (i, [5 + (j * 7 + i) % 30 for j in range(3 + 2 * i)], [6 + (j + i) % 30 for j in range(9 - i)]) for i in range(5)
+    ]
+    return collate(examples)
+
+
+@pytest.mark.parametrize(
+    "rnn_type, layers, attention, input_feeding, bridge",
+    [
+        ("lstm", 1, GeneralAttention, True, "last"),  # the reference configuration's shape
+        ("lstm", 1, GeneralAttention, False, "last"),  # one-call unroll
+        ("gru", 2, GeneralAttention, True, "learned"),
+        ("lstm", 1, DotAttention, True, "last"),
+        ("lstm", 1, NoAttention, False, "last"),
+    ],
+)
+def test_analytic_step_flops_agree_with_torch_flop_counter(rnn_type, layers, attention, input_feeding, bridge):
+    net = _tiny_net(rnn_type, layers, attention, input_feeding, bridge)
+    batch = _ragged_batch()
+    analytic = training_step_flops(net, batch.src_lengths, (batch.tgt_out != 0).sum(1))
+    counted = counted_step_flops(net, batch, pad_id=0)
+    assert analytic.total == pytest.approx(counted, rel=0.03)
+
+
+def test_useful_flops_count_real_tokens_only():
+    net = _tiny_net("lstm", 1, GeneralAttention, True)
+    batch = _ragged_batch()
+    tgt_lengths = (batch.tgt_out != 0).sum(1)
+    padded = training_step_flops(net, batch.src_lengths, tgt_lengths)
+    useful = training_step_flops(net, batch.src_lengths, tgt_lengths, padded=False)
+    assert useful.forward["encoder"] == padded.forward["encoder"]  # packed: padding never computed
+    assert useful.forward["generator"] * batch.tgt_out.numel() == padded.forward["generator"] * int(tgt_lengths.sum())
+    assert useful.total < padded.total
+
+
+def test_matmul_gflops_is_positive():
+    assert matmul_gflops(torch.float32, size=64, seconds=0.01) > 0
+
+
+def test_bench_script_runs_end_to_end(reverse_corpus, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_train_decode", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    overrides = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]
+    overrides += reverse_data_overrides(reverse_corpus) + [f"paths.cache_dir={tmp_path / 'cache'}"]
+    out = tmp_path / "figures.json"
+    figures = bench.main(
+        ["--steps", "2", "--warmup", "1", "--input-feeding", "on", "--decode", "--decode-limit", "8",
+         "--peak-seconds", "0.05", "--json", str(out), *overrides]
+    )
+    assert out.is_file()
+    (row,) = figures["training"]
+    assert row["steps"] == 2 and row["input_feeding"] and row["precision"] == "32"
+    assert row["tokens"] > 0 and row["flops_per_step"] > 0 and row["peak_rss_mib"] > 0
+    assert row["check_batch_flops_analytic_padded"] == pytest.approx(row["check_batch_flops_torch"], rel=0.05)
+    assert figures["decode"]["sentences"] == 8 and not figures["decode"]["trained"]
+    assert {"greedy", "beam5"} <= figures["decode"].keys()
+    assert "sentences/s" in bench.format_report(figures)
