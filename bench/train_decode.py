@@ -128,6 +128,7 @@ def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     unfuse_optimizer_for_clipping(cfg)
     import hydra
 
+    from seq2seq_lit.train import build_module
     from seq2seq_lit.utils.flops import counted_step_flops, training_step_flops
 
     _quiet()
@@ -135,16 +136,7 @@ def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model = hydra.utils.instantiate(
-        cfg.model,
-        src_vocab_size=datamodule.src_vocab_size,
-        tgt_vocab_size=datamodule.tgt_vocab_size,
-        pad_id=datamodule.pad_id,
-        bos_id=datamodule.bos_id,
-        eos_id=datamodule.eos_id,
-        _recursive_=False,
-    )
-    model.tokenizers = datamodule.tokenizers
+    model = build_module(cfg.model, datamodule)
     device = device_of(cfg)
     timer = StepTimer(spec["warmup"], datamodule.pad_id, cuda=device == "cuda")
     trainer = hydra.utils.instantiate(
@@ -254,6 +246,7 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     from seq2seq_lit.evaluate import split_files
     from seq2seq_lit.metrics import corpus_scores
     from seq2seq_lit.search import BeamSearch, GreedySearch
+    from seq2seq_lit.train import build_module
     from seq2seq_lit.translate import translate_lines
 
     _quiet()
@@ -267,16 +260,7 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         datamodule = hydra.utils.instantiate(cfg.data)
         datamodule.prepare_data()
-        module = hydra.utils.instantiate(
-            cfg.model,
-            src_vocab_size=datamodule.src_vocab_size,
-            tgt_vocab_size=datamodule.tgt_vocab_size,
-            pad_id=datamodule.pad_id,
-            bos_id=datamodule.bos_id,
-            eos_id=datamodule.eos_id,
-            _recursive_=False,
-        )
-        module.tokenizers = datamodule.tokenizers
+        module = build_module(cfg.model, datamodule)
         module.to(device)
     module.eval()
     searches = {

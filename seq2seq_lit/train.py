@@ -47,6 +47,22 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
     return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def build_module(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The LightningModule of ``model_cfg`` (``conf/model``), sized by the data module's tokenizers (vocabulary sizes,
+    special ids), with those tokenizers attached so its checkpoints carry them."""
+    model = hydra.utils.instantiate(
+        model_cfg,
+        src_vocab_size=datamodule.src_vocab_size,
+        tgt_vocab_size=datamodule.tgt_vocab_size,
+        pad_id=datamodule.pad_id,
+        bos_id=datamodule.bos_id,
+        eos_id=datamodule.eos_id,
+        _recursive_=False,
+    )
+    model.tokenizers = datamodule.tokenizers
+    return model
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test as configured; returns the metrics also written to ``metrics.json``."""
     avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any oneDNN operation
@@ -65,16 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")
 
-    model = hydra.utils.instantiate(
-        cfg.model,
-        src_vocab_size=datamodule.src_vocab_size,
-        tgt_vocab_size=datamodule.tgt_vocab_size,
-        pad_id=datamodule.pad_id,
-        bos_id=datamodule.bos_id,
-        eos_id=datamodule.eos_id,
-        _recursive_=False,
-    )
-    model.tokenizers = datamodule.tokenizers
+    model = build_module(cfg.model, datamodule)
     if checkpoint is not None and (mismatch := state_dict_mismatch(model.state_dict(), checkpoint["state_dict"])):
         raise ConfigError(
             f"ckpt_path={ckpt_path}: the checkpoint's weights do not fit the configured model ({mismatch}). Fix: "

@@ -28,7 +28,8 @@ from omegaconf import DictConfig
 from .alignment import hard_alignment, pharaoh
 from .checkpoints import load_checkpoint, resolve_device
 from .data import collate, read_lines
-from .errors import ConfigError, DataError
+from .data.corpus import decode_lines
+from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
 from .utils.entry import CONFIG_DIR, run_entry_point
@@ -170,20 +171,7 @@ def _stdin_lines() -> list[str]:
     Raises:
         DataError: stdin is not valid UTF-8 (the message gives the line and byte offset).
     """
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
-        raise DataError(
-            f"<stdin>:{line}: invalid UTF-8 at byte {column} of the line (offsets count from 0): {e.reason}; fix: "
-            f"re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    lines = text.removeprefix("\ufeff").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>", fix="re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate.yaml")

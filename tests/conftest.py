@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
 SYMBOLS = "abcdefghij"
 
 # A model small enough to train in seconds on 2 CPU cores.
@@ -47,14 +50,28 @@ def write_pairs(folder: Path, name: str, pairs: list[tuple[str, str]]) -> tuple[
     return src, tgt
 
 
-@pytest.fixture(scope="session")
-def reverse_corpus(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("reverse")
-    rng = random.Random(0)
+def write_reverse_corpus(folder: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
+    """Reverse-task files ``{split}.src`` / ``{split}.tgt`` with ``sizes[split]`` pairs; returns the paths by data
+    config key (``train_src``, ``train_tgt``, ...)."""
+    rng = random.Random(seed)
     paths = {}
-    for split, n in (("train", 3000), ("val", 100), ("test", 100)):
+    for split, n in sizes.items():
         paths[f"{split}_src"], paths[f"{split}_tgt"] = write_pairs(folder, split, reverse_pairs(n, rng))
     return paths
+
+
+@pytest.fixture(scope="session")
+def reverse_corpus(tmp_path_factory) -> dict[str, Path]:
+    return write_reverse_corpus(tmp_path_factory.mktemp("reverse"), {"train": 3000, "val": 100, "test": 100})
+
+
+def run_module(module: str, *args: str, stdin: str | bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m module args`` from the repository root, one thread, W&B offline; stdout and stderr as text."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    result = subprocess.run([sys.executable, "-m", module, *args], input=data, capture_output=True, cwd=REPO, env=env, timeout=timeout)
+    result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    return result
 
 
 def reverse_data_overrides(corpus: dict[str, Path]) -> list[str]:

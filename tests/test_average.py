@@ -20,7 +20,7 @@ from seq2seq_lit.lit_module import TOKENIZERS_KEY
 from seq2seq_lit.translate import translate_lines
 
 from .conftest import TINY, compose_train, reverse_data_overrides
-from .test_train import run_module
+from .conftest import run_module
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +15,8 @@ from seq2seq_lit.data import BucketBatchSampler
 from seq2seq_lit.data.datamodule import ResumableDataLoader, eval_dataloader, make_dataloader
 from seq2seq_lit.data.batching import TranslationDataset
 
-from .conftest import TINY, reverse_pairs, write_pairs
+from .conftest import TINY, run_module, write_reverse_corpus
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def lengths_of(n: int, seed: int = 0) -> list[int]:
@@ -86,17 +83,8 @@ def test_eval_dataloader_shards_by_rank():
 @pytest.fixture(scope="module")
 def odd_corpus(tmp_path_factory) -> dict[str, Path]:
     """The reverse task with 101 validation sentences: split over 2 processes, a padding sampler would repeat one."""
-    folder = tmp_path_factory.mktemp("odd")
-    rng = random.Random(1)
-    paths = {}
-    for split, n in (("train", 3000), ("val", 101), ("test", 51)):
-        paths[f"{split}_src"], paths[f"{split}_tgt"] = write_pairs(folder, split, reverse_pairs(n, rng))
-    return paths
+    return write_reverse_corpus(tmp_path_factory.mktemp("odd"), {"train": 3000, "val": 101, "test": 51}, seed=1)
 
-
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
 def test_ddp_on_two_cpu_processes_validates_like_one_process(odd_corpus, tmp_path):

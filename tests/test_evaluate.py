@@ -13,7 +13,7 @@ from seq2seq_lit.evaluate import evaluate
 from seq2seq_lit.metrics import corpus_metrics
 
 from .conftest import compose_train
-from .test_train import run_module
+from .conftest import run_module
 
 
 def eval_overrides(ckpt_path: str, corpus: dict[str, Path], split: str = "test") -> list[str]:

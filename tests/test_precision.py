@@ -16,7 +16,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from omegaconf import OmegaConf
 
 from seq2seq_lit.utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping

@@ -10,7 +10,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,11 @@ from seq2seq_lit.translate import _format, source_limit, translate_lines, transl
 from seq2seq_lit.utils.checkpoint_io import AtomicCheckpointIO
 from seq2seq_lit.utils.nonfinite import NonFiniteError
 
-from .conftest import SYMBOLS, TINY, compose_train, reverse_data_overrides, reverse_pairs, write_pairs
+from .conftest import SYMBOLS, TINY, compose_train, reverse_data_overrides, run_module, write_reverse_corpus
 from .test_train import wandb_logged_values
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(module: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    """``python -m module args`` from the repository root, one thread, W&B offline; text output."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, cwd=REPO, env=env, timeout=300
-    )
-    result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-    return result
 
 
 def assert_clean_exit(result: subprocess.CompletedProcess, status: int, *fragments: str) -> None:
@@ -57,12 +47,7 @@ def assert_clean_exit(result: subprocess.CompletedProcess, status: int, *fragmen
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory) -> dict[str, Path]:
     """320 training pairs: epochs of 10 batches of 32, so that 60 steps cross 5 epoch ends (validation, LR plateau)."""
-    folder = tmp_path_factory.mktemp("small")
-    rng = random.Random(0)
-    paths = {}
-    for split, n in (("train", 320), ("val", 40), ("test", 40)):
-        paths[f"{split}_src"], paths[f"{split}_tgt"] = write_pairs(folder, split, reverse_pairs(n, rng))
-    return paths
+    return write_reverse_corpus(tmp_path_factory.mktemp("small"), {"train": 320, "val": 40, "test": 40})
 
 
 def resumable_run_args(corpus: dict[str, Path], run_dir: Path) -> list[str]:
@@ -99,7 +84,7 @@ def logged_metrics(run_dir: Path) -> dict[tuple[int, str], float]:
 @pytest.fixture(scope="module")
 def uninterrupted_run(small_corpus, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    result = run_cli("seq2seq_lit.train", *resumable_run_args(small_corpus, run_dir))
+    result = run_module("seq2seq_lit.train", *resumable_run_args(small_corpus, run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -118,7 +103,7 @@ def test_killed_or_signalled_run_resumes_to_the_same_weights_and_losses(
     run_dir = tmp_path / "run"
     args = resumable_run_args(small_corpus, run_dir)
     killer = ["+callbacks.kill._target_=tests.reliability_helpers.SignalAtStep", f"+callbacks.kill.step={step}"]
-    killed = run_cli("seq2seq_lit.train", *args, *killer, f"+callbacks.kill.signal={signal_name}")
+    killed = run_module("seq2seq_lit.train", *args, *killer, f"+callbacks.kill.signal={signal_name}")
     last = run_dir / "checkpoints" / "last.ckpt"
     if signal_name == "SIGKILL":
         assert killed.returncode == status
@@ -128,7 +113,7 @@ def test_killed_or_signalled_run_resumes_to_the_same_weights_and_losses(
     assert checkpoint["global_step"] == saved_step
     assert not list(last.parent.glob(".*.tmp"))  # atomic writes leave no temporary file
 
-    resumed = run_cli("seq2seq_lit.train", *args, "ckpt_path=last")
+    resumed = run_module("seq2seq_lit.train", *args, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr
 
@@ -152,16 +137,16 @@ def test_killed_or_signalled_run_resumes_to_the_same_weights_and_losses(
 def test_resuming_needs_an_existing_training_checkpoint_of_the_same_model(trained_reverse_run, reverse_corpus, tmp_path):
     _, metrics = trained_reverse_run
     args = TINY + reverse_data_overrides(reverse_corpus) + ["~logger", f"paths.cache_dir={tmp_path}/cache"]
-    no_last = run_cli("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/fresh", "ckpt_path=last")
+    no_last = run_module("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/fresh", "ckpt_path=last")
     assert_clean_exit(no_last, 2, f"{tmp_path}/fresh/checkpoints/last.ckpt does not exist", "hydra.run.dir=")
 
-    other_model = run_cli(
+    other_model = run_module(
         "seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/other", f"ckpt_path={metrics['best_model_path']}",
         "model.embedding_size=16",
     )
     assert_clean_exit(other_model, 2, "do not fit the configured model", "net.src_embed.weight is (")
 
-    bad_choice = run_cli("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/bad", "model.nonfinite_loss=ignore")
+    bad_choice = run_module("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/bad", "model.nonfinite_loss=ignore")
     assert_clean_exit(bad_choice, 2, "model.nonfinite_loss='ignore'; valid choices: stop, skip")
 
 
@@ -228,10 +213,10 @@ def test_a_checkpoint_with_pickled_code_is_refused_and_its_code_never_runs(malic
     for load in (load_checkpoint, read_checkpoint, AtomicCheckpointIO().load_checkpoint):
         with pytest.raises(DataError, match=r"evil.ckpt: refused to load the checkpoint: .* could run code"):
             load(path)
-    translate = run_cli("seq2seq_lit.translate", f"ckpt_path={path}", stdin=b"a b c\n")
+    translate = run_module("seq2seq_lit.translate", f"ckpt_path={path}", stdin=b"a b c\n")
     assert_clean_exit(translate, 2, f"{path}: refused to load the checkpoint")
     args = TINY + reverse_data_overrides(reverse_corpus) + ["~logger", f"paths.cache_dir={tmp_path}/cache"]
-    resume = run_cli("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/run", f"ckpt_path={path}")
+    resume = run_module("seq2seq_lit.train", *args, f"hydra.run.dir={tmp_path}/run", f"ckpt_path={path}")
     assert_clean_exit(resume, 2, f"{path}: refused to load the checkpoint")
     assert not marker.exists()
 
@@ -265,7 +250,7 @@ def test_a_checkpoint_whose_parts_do_not_match_is_refused_with_a_clear_error(tra
     for name, (edit, message) in cases.items():
         with pytest.raises(DataError, match=message):
             load_checkpoint(edited_copy(best, tmp_path / name, edit))
-    result = run_cli("seq2seq_lit.translate", f"ckpt_path={tmp_path / 'renamed.ckpt'}", stdin=b"a b c\n")
+    result = run_module("seq2seq_lit.translate", f"ckpt_path={tmp_path / 'renamed.ckpt'}", stdin=b"a b c\n")
     assert_clean_exit(result, 2, "renamed.ckpt: its weights do not fit")
 
 
@@ -345,7 +330,7 @@ def test_nonfinite_loss_stop_ends_the_run_naming_the_step_and_keeps_the_last_goo
 def test_nan_weights_stop_the_run_before_a_broken_checkpoint_is_written(small_corpus, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in resumable_run_args(small_corpus, run_dir) if "every_n_train_steps" not in a]
-    result = run_cli(
+    result = run_module(
         "seq2seq_lit.train", *args, "callbacks.resume_checkpoint.every_n_train_steps=2",
         "+callbacks.nan._target_=tests.reliability_helpers.NaNWeightsAtStep", "+callbacks.nan.step=4",
     )
@@ -398,7 +383,7 @@ def test_long_lines_are_truncated_with_a_warning_naming_them(reverse_model, capl
 
 
 def test_translate_refuses_invalid_utf8_on_stdin_with_the_line(trained_reverse_run):
-    result = run_cli("seq2seq_lit.translate", f"ckpt_path={trained_reverse_run[1]['best_model_path']}", stdin=b"a b\nc \xff d\n")
+    result = run_module("seq2seq_lit.translate", f"ckpt_path={trained_reverse_run[1]['best_model_path']}", stdin=b"a b\nc \xff d\n")
     assert_clean_exit(result, 2, "<stdin>:2: invalid UTF-8 at byte 2 of the line")
 
 

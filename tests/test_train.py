@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import TINY, compose_train, reverse_data_overrides
+from .conftest import TINY, compose_train, reverse_data_overrides, run_module
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_tiny_model_learns_to_reverse(trained_reverse_run):
@@ -82,10 +79,6 @@ def test_tensorboard_and_csv_loggers_get_the_same_images(trained_reverse_run):
     assert len(pngs) == 3 * 3  # three sentences, three validations
 
 
-def run_module(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True, cwd=REPO, timeout=300
-    )
 
 
 def test_translate_keeps_one_line_per_input_line(trained_reverse_run, tmp_path):

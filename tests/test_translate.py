@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from seq2seq_lit.checkpoints import load_checkpoint
 from seq2seq_lit.search import BeamSearch, GreedySearch
 from seq2seq_lit.translate import translate_nbest
 
-from .test_train import run_module
+from .conftest import run_module
 
 
 @pytest.fixture(scope="module")

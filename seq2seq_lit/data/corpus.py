@@ -39,6 +39,33 @@ def check_split(split: str) -> None:
         raise ConfigError(f"unknown split {split!r}; fix: use one of {', '.join(SPLITS)}")
 
 
+def decode_lines(data: bytes, name: str, fix: str) -> list[str]:
+    """Lines of UTF-8 ``data`` as :func:`read_lines` splits them (on "\\n", a "\\r" before it dropped, a final
+    newline ending the last line, a leading byte order mark dropped).
+
+    Args:
+        data: the bytes of a file or a stream.
+        name: what to call it in an error (a path, ``<stdin>``).
+        fix: how to fix invalid UTF-8, for the error message.
+
+    Raises:
+        DataError: ``data`` is not valid UTF-8 (the message gives the line, the byte offset in the line and in the data).
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
+        raise DataError(
+            f"{name}:{line}: invalid UTF-8 at byte {column} of the line (file offset {e.start}; offsets count from 0): "
+            f"{e.reason} (bytes {data[e.start:e.end].hex(' ')}); fix: {fix}"
+        ) from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final "\n" ends the last line; it does not start an empty one
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def read_lines(path: PathLike) -> list[str]:
     """Lines of a UTF-8 text file, without their line ending ("\\n" or "\\r\\n"); other whitespace is kept.
 
@@ -61,23 +88,10 @@ def read_lines(path: PathLike) -> list[str]:
     except OSError as e:
         message = f"{path}: cannot read the file ({e.strerror}). Fix: point the data config at a readable file."
         raise DataError(message) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
-        raise DataError(
-            f"{path}:{line}: invalid UTF-8 at byte {column} of the line (file offset {e.start}; offsets count from 0): "
-            f"{e.reason} (bytes {data[e.start:e.end].hex(' ')}); fix: re-encode the file as UTF-8, "
-            f"e.g. iconv -f latin1 -t utf-8 {path} > {path.name}.utf8"
-        ) from None
-    lines = text.removeprefix("\ufeff").split("\n")
-    if lines[-1] == "":
-        # The final "\n" ends the last line; it does not start an empty one.
-        lines.pop()
+    lines = decode_lines(data, str(path), fix=f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > {path.name}.utf8")
     if not lines:
         raise DataError(f"{path}: file is empty (0 lines). Fix: point the data config at the right file, or fill it.")
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
 
 
 def read_parallel(src_path: PathLike, tgt_path: PathLike) -> tuple[list[str], list[str]]:
