@@ -190,8 +190,8 @@ def test_coverage_forces_the_step_loop_and_accumulates_the_weights(monkeypatch):
     model = make_model(LuongDecoder, ATTENTIONS["coverage"], input_feeding=False)
     assert model.decoder.needs_step_loop
     calls = []
-    rnn_forward = model.decoder.rnn.forward
-    monkeypatch.setattr(model.decoder.rnn, "forward", lambda *a, **k: calls.append(1) or rnn_forward(*a, **k))
+    step = model.decoder.step
+    monkeypatch.setattr(model.decoder, "step", lambda *a, **k: calls.append(1) or step(*a, **k))
     src, src_lengths = make_src()
     tgt_in = torch.randint(4, V, (B, T))
     _, weights = model(src, src_lengths, tgt_in)

@@ -1,5 +1,7 @@
 """Greedy search on hand-made log-probabilities, without a network."""
 
+from typing import NamedTuple
+
 import torch
 
 from seq2seq_lit.search import GreedySearch
@@ -7,8 +9,29 @@ from seq2seq_lit.search import GreedySearch
 PAD, BOS, EOS, V, S = 0, 2, 3, 8, 4
 
 
+class StepCount(NamedTuple):
+    """A decoder state that counts steps; searches select its rows like a real one."""
+
+    step: int
+
+    def index_select(self, index):
+        return self
+
+
+class ScriptRows(NamedTuple):
+    """An attention cache holding which script rows the batch still has."""
+
+    rows: torch.Tensor
+
+    def index_select(self, index):
+        return ScriptRows(self.rows[index])
+
+
 class ScriptedModel:
-    """Emits, for row b at step t, the token ``script[b][t]`` with probability 0.9 (EOS once the script ends)."""
+    """Emits, for row b at step t, the token ``script[b][t]`` with probability 0.9 (EOS once the script ends).
+
+    The attention cache holds the script rows, so that the model knows which sentences a search kept.
+    """
 
     pad_id = PAD
 
@@ -17,15 +40,17 @@ class ScriptedModel:
         self.inputs = []
 
     def encode(self, src, src_lengths):
-        return None, 0  # (cache, state): the state counts steps
+        self.src_len = src.size(1)
+        return ScriptRows(torch.arange(len(self.script))), StepCount(0)  # (cache, state)
 
     def decode_step(self, prev, state, cache):
         self.inputs.append(prev.clone())
-        log_probs = torch.full((len(self.script), V), 0.1 / (V - 1)).log()
-        for b, row in enumerate(self.script):
-            log_probs[b, row[state] if state < len(row) else EOS] = torch.tensor(0.9).log()
-        weights = torch.full((len(self.script), S), 1.0 / S)
-        return log_probs, state + 1, weights
+        log_probs = torch.full((len(cache.rows), V), 0.1 / (V - 1)).log()
+        for i, b in enumerate(cache.rows.tolist()):
+            row = self.script[b]
+            log_probs[i, row[state.step] if state.step < len(row) else EOS] = torch.tensor(0.9).log()
+        weights = torch.full((len(cache.rows), self.src_len), 1.0 / self.src_len)
+        return log_probs, StepCount(state.step + 1), weights
 
 
 def test_greedy_stops_each_sentence_at_eos_and_pads_after_it():
@@ -39,6 +64,8 @@ def test_greedy_stops_each_sentence_at_eos_and_pads_after_it():
     assert hyps.attention.shape == (3, 6, S)
     assert model.inputs[0].tolist() == [BOS, BOS, BOS]
     assert model.inputs[1].tolist() == [5, 4, 6]  # each step feeds back the previous argmax
+    assert model.inputs[2].tolist() == [6, 6]  # sentence 1 ended (EOS at step 1) and left the batch
+    assert [len(x) for x in model.inputs] == [3, 3, 2, 2, 1, 1]
 
 
 def test_greedy_respects_the_length_cap():

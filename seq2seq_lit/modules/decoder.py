@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .attention import Attention, AttentionCache, build_attention
 from .rnn_state import RNNState, map_state, rnn_class, single_step_kernels, top_layer
+from .stepwise_lstm import StepwiseDecoderLSTM, check_impl, use_stepwise
 
 AttentionFactory = Callable[..., Attention]
 
@@ -64,10 +65,14 @@ class RNNDecoder(nn.Module):
         num_layers: L.
         rnn_type: ``rnn``, ``gru`` or ``lstm``.
         dropout: between stacked layers and on each output (the generator's input).
+        lstm_impl: how an LSTM runs the teacher-forced step loop: ``torch`` (``nn.LSTM`` called once per step),
+            ``stepwise`` (:mod:`~seq2seq_lit.modules.stepwise_lstm`: the embeddings' projection for all steps at
+            once, one product per step, the weight gradient of all steps in one product) or ``auto`` (stepwise on
+            CPU, torch on GPU). Same parameters and results either way.
 
     Raises:
-        ConfigError: for an unknown ``rnn_type``, an option the attention does not take, or as the attention's
-            constructor raises.
+        ConfigError: for an unknown ``rnn_type`` or ``lstm_impl``, an option the attention does not take, or as the
+            attention's constructor raises.
     """
 
     def __init__(
@@ -79,8 +84,10 @@ class RNNDecoder(nn.Module):
         num_layers: int = 1,
         rnn_type: str = "lstm",
         dropout: float = 0.0,
+        lstm_impl: str = "auto",
     ) -> None:
         super().__init__()
+        self.lstm_impl = check_impl(lstm_impl)
         self.hidden_size = self.output_size = hidden_size
         self.num_layers = num_layers
         self.rnn_type = rnn_type
@@ -104,8 +111,11 @@ class RNNDecoder(nn.Module):
         """The state before the first step, from the bridge's output ``(L, B, H)``."""
         return DecoderState(hidden)
 
-    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
-        """One step from the previous target embedding ``(B, E)``.
+    def step(
+        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step from the previous target embedding ``(B, E)``; ``runner``: the stepwise LSTM of a running unroll
+        (:meth:`forward`), which has this embedding's projection already.
 
         Returns:
             output: ``(B, H)``, the generator's input.
@@ -113,6 +123,17 @@ class RNNDecoder(nn.Module):
             weights: the attention weights ``(B, S)``.
         """
         raise NotImplementedError
+
+    def run_rnn(
+        self, embedded: Tensor, extra: Tensor | None, hidden: RNNState, runner: StepwiseDecoderLSTM | None
+    ) -> tuple[Tensor, RNNState]:
+        """The RNN over one step's input ``[embedded; extra]`` (``(B, E)``, ``(B, F)`` or None); returns the top
+        layer's output ``(B, H)`` and the new state."""
+        if runner is not None:
+            return runner.step(extra, hidden)
+        rnn_input = embedded if extra is None else torch.cat([embedded, extra], dim=-1)
+        output, hidden = self.rnn(rnn_input.unsqueeze(1), hidden)
+        return output.squeeze(1), hidden
 
     def attend(self, query: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         """Attend with ``query`` ``(B, T, H)``, whose first row is target step ``state.step``.
@@ -133,9 +154,12 @@ class RNNDecoder(nn.Module):
     def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         """Teacher-forced unroll over ``embedded`` ``(B, T, E)``; returns outputs ``(B, T, H)`` and weights ``(B, T, S)``."""
         outputs, weights = [], []
+        runner = None
+        if use_stepwise(self.lstm_impl, self.rnn, embedded.device):
+            runner = StepwiseDecoderLSTM(self.rnn, embedded, state.hidden, self.training)
         with single_step_kernels():
-            for t in range(embedded.size(1)):
-                output, state, step_weights = self.step(embedded[:, t], state, cache)
+            for step_embedded in embedded.unbind(1):  # unbind: one gradient copy for all steps, not one per step
+                output, state, step_weights = self.step(step_embedded, state, cache, runner)
                 outputs.append(output)
                 weights.append(step_weights)
         return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
@@ -177,10 +201,11 @@ class LuongDecoder(RNNDecoder):
         batch = top_layer(hidden).size(0)
         return DecoderState(hidden, top_layer(hidden).new_zeros(batch, self.hidden_size))
 
-    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
-        rnn_input = embedded if state.input_feed is None else torch.cat([embedded, state.input_feed], dim=-1)
-        rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)  # (B, 1, H)
-        output, weights = self._attentional(rnn_output, state, cache)
+    def step(
+        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        rnn_output, hidden = self.run_rnn(embedded, state.input_feed, state.hidden, runner)  # (B, H)
+        output, weights = self._attentional(rnn_output.unsqueeze(1), state, cache)
         output, weights = output.squeeze(1), weights.squeeze(1)
         return output, self.next_state(state, hidden, weights, output if self.input_feeding else None), weights
 
@@ -214,11 +239,12 @@ class BahdanauDecoder(RNNDecoder):
     def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
         return embedding_size + context_size
 
-    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+    def step(
+        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor]:
         query = top_layer(state.hidden).unsqueeze(1)  # s_{t-1}: (B, 1, H)
         context, weights = self.attend(query, state, cache)  # (B, 1, C), (B, 1, S)
         context, weights = context.squeeze(1), weights.squeeze(1)
-        rnn_input = torch.cat([embedded, context], dim=-1)
-        rnn_output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
-        output = torch.tanh(self.deep_output(torch.cat([rnn_output.squeeze(1), context, embedded], dim=-1)))
+        rnn_output, hidden = self.run_rnn(embedded, context if context.size(-1) else None, state.hidden, runner)
+        output = torch.tanh(self.deep_output(torch.cat([rnn_output, context, embedded], dim=-1)))
         return self.dropout(output), self.next_state(state, hidden, weights), weights

@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import ConfigError
 from .rnn_state import RNNState, map_state, rnn_class
+from .stepwise_lstm import check_impl, packed_lstm, use_stepwise
 
 BIDIRECTIONAL_CHOICES = (True, False, "bottom")
 
@@ -40,9 +41,14 @@ class RNNEncoder(nn.Module):
             (Wu et al. 2016, Sec. 3.2, where residuals start at the third of eight layers).
         reverse_source: read each source sentence backwards (Sutskever et al. 2014, Sec. 3.3); the outputs are put back
             in source order, so attention weights stay aligned with the source tokens.
+        lstm_impl: how LSTM layers run: ``torch`` (``nn.LSTM`` on the packed batch), ``stepwise``
+            (:func:`~seq2seq_lit.modules.stepwise_lstm.packed_lstm`: both directions in one product per step, the
+            weight gradient of all steps in one product) or ``auto`` (stepwise on CPU, torch, i.e. cuDNN, on GPU).
+            Same parameters and results either way.
 
     Raises:
-        ConfigError: unknown ``rnn_type`` or ``bidirectional``, or an odd ``hidden_size`` with ``"bottom"``.
+        ConfigError: unknown ``rnn_type``, ``bidirectional`` or ``lstm_impl``, or an odd ``hidden_size`` with
+            ``"bottom"``.
     """
 
     def __init__(
@@ -55,8 +61,10 @@ class RNNEncoder(nn.Module):
         dropout: float = 0.0,
         residual: bool = False,
         reverse_source: bool = False,
+        lstm_impl: str = "auto",
     ) -> None:
         super().__init__()
+        self.lstm_impl = check_impl(lstm_impl)
         if bidirectional not in BIDIRECTIONAL_CHOICES:
             raise ConfigError(f"encoder bidirectional={bidirectional!r}; valid choices: true, false, bottom")
         if bidirectional == "bottom" and hidden_size % 2:
@@ -89,7 +97,8 @@ class RNNEncoder(nn.Module):
         finals = []
         for index, layer in enumerate(self.layers):
             layer_input = packed if index == 0 else packed._replace(data=self.dropout(packed.data))
-            output, final = layer(layer_input)
+            stepwise = use_stepwise(self.lstm_impl, layer, embedded.device)
+            output, final = packed_lstm(layer, layer_input) if stepwise else layer(layer_input)
             if self.residual and index > 0 and output.data.shape == packed.data.shape:
                 output = output._replace(data=output.data + packed.data)
             finals.append(map_state(_concat_directions, final))

@@ -14,6 +14,10 @@ from .base import Hypotheses, Search
 class GreedySearch(Search):
     """Pick the most probable token at each step until every sentence has emitted EOS or reached its length cap.
 
+    A sentence leaves the batch once it has emitted EOS (its rows of the decoder state and the attention cache are
+    dropped), so the steps after it cost nothing for it: a batch's tail, where one long sentence is still decoding,
+    runs with one row instead of B.
+
     Args: see :class:`~seq2seq_lit.search.base.Search`.
     """
 
@@ -21,21 +25,27 @@ class GreedySearch(Search):
     def __call__(self, model, src: Tensor, src_lengths: Tensor, bos_id: int, eos_id: int) -> Hypotheses:
         """Decode ``src`` ``(B, S)`` with lengths ``(B,)``; ``scores`` are summed log-probabilities, EOS included."""
         cache, state = model.encode(src, src_lengths)
-        batch = src.size(0)
+        batch, cap, device = src.size(0), self.length_cap(src_lengths), src.device
+        tokens = src.new_full((batch, cap), model.pad_id)  # finished rows keep padding after their EOS
+        attention = torch.zeros(batch, cap, src.size(1), device=device)
+        lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        scores = torch.zeros(batch, device=device)
+        alive = torch.arange(batch, device=device)  # the batch rows still decoding
         prev = src.new_full((batch,), bos_id)
-        finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-        lengths = torch.zeros(batch, dtype=torch.long, device=src.device)
-        scores = torch.zeros(batch, device=src.device)
-        tokens, weights = [], []
-        for step in range(self.length_cap(src_lengths)):
+        steps = 0
+        for step in range(cap):
             log_probs, state, step_weights = model.decode_step(prev, state, cache)
             step_scores, prev = self.block_early_eos(log_probs, step, eos_id).max(dim=-1)
-            prev = prev.masked_fill(finished, model.pad_id)  # finished rows only emit padding
-            scores += step_scores.masked_fill(finished, 0.0)
-            lengths += (~finished & prev.ne(eos_id)).long()
-            tokens.append(prev)
-            weights.append(step_weights.masked_fill(finished.unsqueeze(-1), 0.0))
-            finished |= prev.eq(eos_id)
-            if finished.all():
-                break
-        return Hypotheses(torch.stack(tokens, 1), lengths, scores, torch.stack(weights, 1))
+            tokens[alive, step] = prev
+            attention[alive, step] = step_weights.float()
+            scores.index_add_(0, alive, step_scores.float())
+            ended = prev.eq(eos_id)
+            lengths.index_add_(0, alive, (~ended).long())
+            steps = step + 1
+            if ended.any():
+                keep = (~ended).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                alive, prev = alive[keep], prev[keep]
+                state, cache = state.index_select(keep), cache.index_select(keep)
+        return Hypotheses(tokens[:, :steps], lengths, scores, attention[:, :steps])
