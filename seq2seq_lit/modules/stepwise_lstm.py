@@ -97,7 +97,7 @@ class _LSTMStep(torch.autograd.Function):
             tanh_c = torch.tanh(c_new)
             h_new = o * tanh_c
         if tape is not None:
-            tape.inputs.append(x)
+            tape.inputs.append(x.detach())  # detached: a tape that held the graph would keep it alive in a cycle
         ctx.save_for_backward(act, c, tanh_c, weight)
         ctx.tape, ctx.step = tape, step
         return h_new, c_new
