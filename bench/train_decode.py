@@ -2,7 +2,7 @@
 
     SEQ2SEQ_DATA_DIR=../shared/data .venv/bin/python bench/train_decode.py [--steps N] [--warmup W]
         [--input-feeding both|on|off] [--precision 32|bf16-mixed|both] [--decode [--ckpt PATH]] [--json PATH]
-        [HYDRA_OVERRIDE ...]
+        [--peers onmt,joey [--peer-steps N]] [HYDRA_OVERRIDE ...]
 
 A benchmark that prints figures, not a test: nothing here passes or fails on speed.
 
@@ -36,6 +36,11 @@ CPU bfloat16 may need is set before any other oneDNN work):
   (input feeding on), which emits no EOS and decodes every sentence to the length cap: speeds then are a lower bound
   and BLEU is meaningless (the table says so).
 
+- **peers** (``--peers onmt,joey``): after the figures above, in the same run, OpenNMT-py and/or JoeyNMT train the
+  same model on the same data and batch for ``--peer-steps`` steps and decode the test split, through the scripts in
+  ``--peers-dir`` (``bench/peers.py``); the table then sets each training and decoding figure of seq2seq-lit next to
+  theirs, with the ratio. Install them once with ``bash ../shared/peers/setup.sh``.
+
 ``--json PATH`` writes every figure. Speeds depend on what else the machine runs; measure on a quiet one.
 """
 
@@ -55,6 +60,9 @@ from typing import Any
 
 import lightning as L
 import torch  # importing runs no oneDNN operation: the ISA cap can still be set in the children
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers.py, also when loaded by path (tests)
+from peers import run_peer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -338,6 +346,8 @@ def format_report(figures: dict[str, Any]) -> str:
             f"{row['check_batch_flops_torch'] / 1e9:.3f} (ratio {check:.3f})",
             "",
         ]
+    if figures.get("peers"):
+        lines += format_side_by_side(figures)
     if decode := figures.get("decode"):
         untrained = "an UNTRAINED model (no EOS: every sentence runs to the length cap)"
         source = decode["ckpt"] if decode["trained"] else untrained
@@ -350,6 +360,33 @@ def format_report(figures: dict[str, Any]) -> str:
             lines.append(f"  {label:22} {r['sentences_per_s']:>8.1f} sentences/s   BLEU {r['bleu']:.2f}")
         lines.append(f"  peak RSS {decode['peak_rss_mib']:,.0f} MiB")
     return "\n".join(lines)
+
+
+def format_side_by_side(figures: dict[str, Any]) -> list[str]:
+    """Each peer's training and decoding figures next to seq2seq-lit's (fp32 rows; ratios are ours / theirs)."""
+    ours = {("on" if r["input_feeding"] else "off"): r for r in figures["training"] if r["precision"] == "32"}
+    decode = figures.get("decode")
+    lines = ["side by side, same machine and run (tokens/s: source + target; ratio: seq2seq-lit / peer)"]
+    for peer in figures["peers"].values():
+        lines.append(
+            f"  {peer['toolkit']} ({peer['steps']} steps): {peer['s_per_step']:.3f} s/step, "
+            f"{peer['tokens_per_s']:,.0f} tokens/s, peak RSS {peer['peak_rss_mib']:,.0f} MiB; decoding greedy "
+            f"{peer['greedy']['sentences_per_s']:.0f} / beam 5 {peer['beam5']['sentences_per_s']:.0f} sentences/s, "
+            f"BLEU {peer['greedy']['bleu']:.2f} / {peer['beam5']['bleu']:.2f}"
+        )
+        for feed, row in ours.items():
+            lines.append(
+                f"    training, input feeding {feed}: {row['tokens_per_s'] / peer['tokens_per_s']:.2f}x tokens/s "
+                f"({row['tokens_per_s']:,.0f} vs {peer['tokens_per_s']:,.0f})"
+            )
+        if decode:
+            for name, label in (("greedy", "greedy"), ("beam5", "beam 5")):
+                ratio = decode[name]["sentences_per_s"] / peer[name]["sentences_per_s"]
+                lines.append(
+                    f"    decoding {label}: {ratio:.2f}x sentences/s ({decode[name]['sentences_per_s']:.0f} vs "
+                    f"{peer[name]['sentences_per_s']:.0f}; BLEU {decode[name]['bleu']:.2f} vs {peer[name]['bleu']:.2f})"
+                )
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -367,6 +404,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--beam-alpha", type=float, default=1.0, help="GNMT length penalty of beam 5 (default 1.0)")
     parser.add_argument("--peak-seconds", type=float, default=2.0, help="time per matmul peak measurement (default 2)")
     parser.add_argument("--json", help="write all figures to this file")
+    parser.add_argument("--peers", default="", help="comma-separated peers to run side by side: onmt, joey")
+    parser.add_argument("--peer-steps", type=int, default=300, help="training steps of each peer (default 300)")
+    parser.add_argument(
+        "--peers-dir", type=Path, default=REPO.parent / "shared" / "peers", help="folder with run_onmt.sh / run_joey.sh"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied after experiment=bench_reference")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
@@ -398,6 +440,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "beam_alpha": args.beam_alpha,
         }
         figures["decode"] = run_child("decode", spec)
+    if args.peers:
+        data_dir = Path(os.environ["SEQ2SEQ_DATA_DIR"]) / "multi30k" if os.environ.get("SEQ2SEQ_DATA_DIR") else None
+        figures["peers"] = {
+            name: run_peer(name, args.peers_dir, args.peer_steps, data_dir) for name in args.peers.split(",") if name
+        }
     print(format_report(figures), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -76,9 +76,7 @@ def test_matmul_gflops_is_positive():
 
 
 def test_bench_script_runs_end_to_end(reverse_corpus, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_train_decode", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     overrides = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]
     overrides += reverse_data_overrides(reverse_corpus) + [f"paths.cache_dir={tmp_path / 'cache'}"]
     out = tmp_path / "figures.json"
@@ -94,3 +92,47 @@ def test_bench_script_runs_end_to_end(reverse_corpus, tmp_path):
     assert figures["decode"]["sentences"] == 8 and not figures["decode"]["trained"]
     assert {"greedy", "beam5"} <= figures["decode"].keys()
     assert "sentences/s" in bench.format_report(figures)
+
+
+ONMT_OUTPUT = """== train STEPS=300
+[2026-11-21 11:57:23,937 INFO] Step 300/  300; acc: 39.8; ppl:  44.8; xent: 3.8; lr: 0.00100; sents:    3200
+steps 50->300: s/step=0.3052 src+tgt tok/s=6069 (src 2973, tgt 3096) sents/s=209.7 avg_tok/batch=1852
+wall_s=100.3 peak_rss_MiB=1220
+== translate beam=1
+  translation_s=3.0 sents/s=333.3 (Tokens per second: 3965.4 output pieces)
+  wall_s=7.5 peak_rss_MiB=481
+  BLEU 14.13
+== translate beam=5
+  translation_s=4.9 sents/s=204.1 (Tokens per second: 2201.6 output pieces)
+  wall_s=9.0 peak_rss_MiB=515
+  BLEU 14.17
+"""
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_train_decode", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_peer_figures_are_read_from_the_script_output_and_set_next_to_ours():
+    bench = _load_bench()
+    from peers import PeerError, parse_output, run_peer  # on the path once the bench is loaded
+
+    peer = {"steps": 300, **parse_output("onmt", ONMT_OUTPUT)}
+    assert peer["s_per_step"] == 0.3052 and peer["tokens_per_s"] == 6069 and peer["peak_rss_mib"] == 1220
+    assert peer["greedy"] == {"sentences_per_s": 333.3, "bleu": 14.13}
+    assert peer["beam5"] == {"sentences_per_s": 204.1, "bleu": 14.17}
+    ours = {"input_feeding": True, "precision": "32", "tokens_per_s": 7586.25}
+    decode = {"greedy": {"sentences_per_s": 666.6, "bleu": 40.0}, "beam5": {"sentences_per_s": 204.1, "bleu": 41.0}}
+    text = "\n".join(bench.format_side_by_side({"training": [ours], "decode": decode, "peers": {"onmt": peer}}))
+    assert "OpenNMT-py 3.5.1 (300 steps)" in text
+    assert "input feeding on: 1.25x tokens/s (7,586 vs 6,069)" in text
+    assert "decoding greedy: 2.00x sentences/s" in text and "decoding beam 5: 1.00x" in text
+    with pytest.raises(PeerError, match="no beam5 BLEU"):
+        parse_output("onmt", ONMT_OUTPUT.rsplit("  BLEU", 1)[0])
+    with pytest.raises(PeerError, match="choose from onmt, joey"):
+        run_peer("fairseq", Path("."), 10)
+    with pytest.raises(PeerError, match="not found; fix: pass --peers-dir"):
+        run_peer("onmt", Path("/nonexistent"), 10)
