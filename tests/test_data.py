@@ -368,6 +368,29 @@ def test_bucket_sampler_covers_each_index_once_in_homogeneous_batches() -> None:
     assert list(in_order) == list(in_order)  # same order every epoch
 
 
+def test_token_based_batches_fill_max_tokens_and_cover_each_index_once() -> None:
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 50) for _ in range(1003)] + [500]  # one item longer than max_tokens
+    sampler = BucketBatchSampler(lengths, batch_size=64, seed=1, bucket_factor=20, max_tokens=400)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1004))
+    cost = [len(b) * max(lengths[i] for i in b) for b in batches]
+    assert [b for b, c in zip(batches, cost) if c > 400] == [[1003]]  # the long item alone, nothing dropped
+    assert max(len(b) for b in batches) == 64  # short sentences: capped by batch_size
+    sizes = {max(lengths[i] for i in b) // 10: len(b) for b in batches if len(b) > 1}
+    assert sizes[0] > sizes[4]  # short sentences come in larger batches than long ones
+    full = [c for b, c in zip(batches, cost) if len(b) < 64 and c <= 400]
+    assert sum(full) / len(full) > 0.8 * 400  # batches are filled: little of the budget is left unused
+    # data-parallel: every process runs the same number of steps, no item twice
+    shares = [BucketBatchSampler(lengths, 64, seed=1, max_tokens=400, num_replicas=2, rank=r).batches(0) for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1])
+    flat = [i for share in shares for b in share for i in b]
+    assert len(flat) == len(set(flat))
+    with pytest.raises(ValueError, match="max_tokens"):
+        BucketBatchSampler(lengths, 64, max_tokens=0)
+
+
 def test_bucket_sampler_epochs() -> None:
     lengths = list(range(200))
     sampler = BucketBatchSampler(lengths, batch_size=8, seed=3, bucket_factor=5)
@@ -468,6 +491,8 @@ def test_datamodule_with_given_tokenizers_and_errors(toy_corpus, tmp_path: Path)
         TranslationDataModule(corpus, tokenizer={"vocab": 8000})
     with pytest.raises(ConfigError, match="data.batch_size"):
         TranslationDataModule(corpus, batch_size=0)
+    with pytest.raises(ConfigError, match="data.batch_tokens=0"):
+        TranslationDataModule(corpus, batch_tokens=0)
     with pytest.raises(ConfigError, match="corpus has src_lang='de'"):
         TranslationDataModule(Multi30k("de", "en"), src_lang="en", tgt_lang="de")
 

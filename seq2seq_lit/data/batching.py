@@ -162,18 +162,28 @@ class BucketBatchSampler:
       length-sorted order, each sentence exactly once across processes (unlike ``DistributedSampler``, nothing is
       repeated to even out the shares; the counts differ by at most one sentence), cut into batches.
 
+    With ``max_tokens`` (a token-based batch size, as fairseq's ``--max-tokens`` or OpenNMT-py's ``batch_type:
+    tokens``), each sorted run is cut into batches of as many items as keep ``items x longest item`` (the padded
+    tokens of the batch's longer side) within ``max_tokens``, and at most ``batch_size`` items: short sentences come
+    in large batches, long ones in small batches, so the work per step is about even. An item longer than
+    ``max_tokens`` gets a batch of its own (the data module's ``max_length`` filter normally prevents that).
+
     Args:
         lengths: length of each item.
-        batch_size: items per batch (the last batch may be smaller unless ``drop_last``).
+        batch_size: items per batch (the last batch may be smaller unless ``drop_last``); with ``max_tokens``, the
+            most items per batch.
         shuffle: random order for training, else sorted.
         seed: base seed of the per-epoch generator.
         bucket_factor: batches per sorted chunk; larger means less padding but less randomness.
         drop_last: drop the final incomplete batch.
         num_replicas: number of data-parallel processes sharing the data (world size).
         rank: this process' index among them, 0 to ``num_replicas - 1``.
+        max_tokens: padded tokens per batch (see above); None cuts batches of ``batch_size`` items. ``drop_last``
+            does not apply to token-based batches.
 
     Raises:
-        ValueError: ``batch_size``, ``bucket_factor`` or ``num_replicas`` is below 1, or ``rank`` is out of range.
+        ValueError: ``batch_size``, ``bucket_factor``, ``num_replicas`` or ``max_tokens`` is below 1, or ``rank`` is
+            out of range.
     """
 
     def __init__(
@@ -186,9 +196,13 @@ class BucketBatchSampler:
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        max_tokens: int | None = None,
     ) -> None:
         if batch_size < 1 or bucket_factor < 1:
             raise ValueError(f"batch_size ({batch_size}) and bucket_factor ({bucket_factor}) must be at least 1")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens ({max_tokens}) must be at least 1")
+        self.max_tokens = max_tokens
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"rank ({rank}) must be in [0, num_replicas) and num_replicas ({num_replicas}) at least 1")
         self.num_replicas = num_replicas
@@ -216,6 +230,8 @@ class BucketBatchSampler:
 
     def __len__(self) -> int:
         """Batches per epoch of this process."""
+        if self.max_tokens is not None:  # depends on how the lengths fall into batches: cut them
+            return len(self.batches(self.epoch))
         if not self.shuffle:
             n = len(range(self.rank, len(self.lengths), self.num_replicas))
             return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
@@ -258,9 +274,28 @@ class BucketBatchSampler:
     def _cut(self, order: Tensor) -> list[list[int]]:
         if len(order) == 0:  # split would give one empty batch
             return []
+        if self.max_tokens is not None:
+            return self._cut_by_tokens(order)
         batches = [batch.tolist() for batch in order.split(self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
+        return batches
+
+
+    def _cut_by_tokens(self, order: Tensor) -> list[list[int]]:
+        """Consecutive runs of ``order`` whose ``items x longest`` stays within ``max_tokens`` (and items within
+        ``batch_size``)."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        longest = 0
+        for position, length in zip(order.tolist(), self.lengths[order].tolist()):
+            grown = max(longest, length)
+            if batch and ((len(batch) + 1) * grown > self.max_tokens or len(batch) == self.batch_size):
+                batches.append(batch)
+                batch, grown = [], length
+            batch.append(position)
+            longest = grown
+        batches.append(batch)
         return batches
 
 

@@ -120,7 +120,9 @@ class TranslationDataModule(L.LightningDataModule):
         src_lang, tgt_lang: language codes; must match the corpus' ``src_lang``/``tgt_lang`` where it has them.
         tokenizer: settings of :func:`~seq2seq_lit.data.tokenizer.build_tokenizers` (joint, per_side_vocab, vocab_size,
             model_type, character_coverage, cache_dir); missing keys take :data:`TOKENIZER_DEFAULTS`.
-        batch_size: training pairs per batch.
+        batch_size: training pairs per batch; with ``batch_tokens``, the most pairs per batch.
+        batch_tokens: a token-based training batch size: pairs per batch such that pairs x longest (source or
+            target, in pieces without BOS/EOS) stays within it; None: ``batch_size`` pairs per batch.
         eval_batch_size: pairs per validation/test batch.
         max_length: longest training sentence kept, in pieces (BOS/EOS not counted); None keeps all.
         num_workers: DataLoader worker processes (persistent when > 0).
@@ -141,10 +143,12 @@ class TranslationDataModule(L.LightningDataModule):
         max_length: int | None = 100,
         num_workers: int = 0,
         seed: int = 0,
+        batch_tokens: int | None = None,
     ) -> None:
         super().__init__()
         for name, value, minimum in (
             ("batch_size", batch_size, 1),
+            ("batch_tokens", 1 if batch_tokens is None else batch_tokens, 1),
             ("eval_batch_size", eval_batch_size, 1),
             ("max_length", 1 if max_length is None else max_length, 1),
             ("num_workers", num_workers, 0),
@@ -168,6 +172,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.tgt_lang = tgt_lang
         self.tokenizer_settings = {**TOKENIZER_DEFAULTS, **tokenizer}
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
         self.num_workers = num_workers
@@ -274,7 +279,8 @@ class TranslationDataModule(L.LightningDataModule):
     # -- dataloaders ----------------------------------------------------------------------------------------------
 
     def train_dataloader(self) -> ResumableDataLoader:
-        """Shuffled, length-bucketed training batches of ``batch_size``; a new order each epoch.
+        """Shuffled, length-bucketed training batches of ``batch_size`` pairs (or ``batch_tokens``); a new order each
+        epoch.
 
         The sampler is created once and advances its epoch each time iteration starts (Lightning also sets it to the
         trainer's epoch), so epoch e's order depends only on ``seed + e``; the loader resumes mid-epoch from a
@@ -289,7 +295,13 @@ class TranslationDataModule(L.LightningDataModule):
         sampler = self._train_sampler
         if sampler is None or (sampler.num_replicas, sampler.rank) != (num_replicas, rank):
             self._train_sampler = BucketBatchSampler(
-                dataset.lengths, self.batch_size, shuffle=True, seed=self.seed, num_replicas=num_replicas, rank=rank
+                dataset.lengths,
+                self.batch_size,
+                shuffle=True,
+                seed=self.seed,
+                num_replicas=num_replicas,
+                rank=rank,
+                max_tokens=self.batch_tokens,
             )
         generator = torch.Generator().manual_seed(self.seed)
         return make_dataloader(dataset, self._train_sampler, self.num_workers, ResumableDataLoader, generator=generator)
