@@ -85,8 +85,8 @@ def test_stepwise_without_grad_and_choice():
     assert use_stepwise("auto", rnn, torch.device("cpu")) and not use_stepwise("auto", rnn, torch.device("cuda"))
     assert use_stepwise("stepwise", rnn, torch.device("cuda")) and not use_stepwise("torch", rnn, torch.device("cpu"))
     assert not use_stepwise("stepwise", nn.GRU(E, H), torch.device("cpu"))  # only LSTMs have a stepwise kernel
-    with pytest.raises(ConfigError, match="lstm_impl='fast'; valid choices: auto, torch, stepwise"):
-        check_impl("fast")
+    with pytest.raises(ConfigError, match="model.encoder.lstm_impl='fast'; valid choices: auto, torch, stepwise"):
+        check_impl("fast", "model.encoder.lstm_impl")
 
 
 def test_an_unroll_frees_its_graph_after_backward():

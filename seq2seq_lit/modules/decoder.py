@@ -87,7 +87,7 @@ class RNNDecoder(nn.Module):
         lstm_impl: str = "auto",
     ) -> None:
         super().__init__()
-        self.lstm_impl = check_impl(lstm_impl)
+        self.lstm_impl = check_impl(lstm_impl, "model.decoder.lstm_impl")
         self.hidden_size = self.output_size = hidden_size
         self.num_layers = num_layers
         self.rnn_type = rnn_type

@@ -64,7 +64,7 @@ class RNNEncoder(nn.Module):
         lstm_impl: str = "auto",
     ) -> None:
         super().__init__()
-        self.lstm_impl = check_impl(lstm_impl)
+        self.lstm_impl = check_impl(lstm_impl, "model.encoder.lstm_impl")
         if bidirectional not in BIDIRECTIONAL_CHOICES:
             raise ConfigError(f"encoder bidirectional={bidirectional!r}; valid choices: true, false, bottom")
         if bidirectional == "bottom" and hidden_size % 2:

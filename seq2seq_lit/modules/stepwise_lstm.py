@@ -41,14 +41,14 @@ from ..errors import ConfigError
 IMPLS = ("auto", "torch", "stepwise")
 
 
-def check_impl(impl: str) -> str:
-    """Validate an ``lstm_impl`` setting.
+def check_impl(impl: str, key: str = "lstm_impl") -> str:
+    """Validate an ``lstm_impl`` setting; ``key`` names it in the error (e.g. ``model.encoder.lstm_impl``).
 
     Raises:
         ConfigError: for a value other than ``auto``, ``torch`` or ``stepwise``.
     """
     if impl not in IMPLS:
-        raise ConfigError(f"lstm_impl={impl!r}; valid choices: {', '.join(IMPLS)}")
+        raise ConfigError(f"{key}={impl!r}; valid choices: {', '.join(IMPLS)}")
     return impl
 
 
