@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import lightning as L
-from lightning.fabric.utilities.apply_func import move_data_to_device
-from lightning.pytorch.utilities import rank_zero_only
 
+from ..data import Batch
 from ..plotting import plot_attention
 from ..utils.loggers import log_figure
+from .fixed_sentences import FixedSentencesCallback
 
 
-class AttentionHeatmaps(L.Callback):
+class AttentionHeatmaps(FixedSentencesCallback):
     """After each validation, decode the first ``num_sentences`` sentences of ``split`` and log their attention
     weights (source pieces x emitted target pieces) as images under ``{split}/attention/{i}``, on rank zero only.
 
-    Args:
-        num_sentences: how many sentences, taken from the start of the split so they stay fixed across validations.
-        split: the data module split to read them from.
+    Args: see :class:`~seq2seq_lit.callbacks.fixed_sentences.FixedSentencesCallback` (default 3 sentences).
     """
 
     def __init__(self, num_sentences: int = 3, split: str = "val") -> None:
-        self.num_sentences = num_sentences
-        self.split = split
+        super().__init__(num_sentences, split)
 
-    @rank_zero_only
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.num_sentences <= 0 or not trainer.loggers:
-            return
-        datamodule = trainer.datamodule
-        batch = datamodule.batch_of(self.split, range(self.num_sentences))
-        batch = move_data_to_device(batch, pl_module.device)
+    def log_sentences(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Batch) -> None:
         hypotheses = pl_module(batch).best()
         tokenizers = pl_module.tokenizers
         for row in range(len(batch)):

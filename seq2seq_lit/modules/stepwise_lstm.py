@@ -71,7 +71,7 @@ class _Tape:
         """``sum_t dgates_t^T x_t``: ``(D, G, F + H)``, one batched product over the steps that got a gradient."""
         steps = sorted(self.grads)
         grads = torch.cat([self.grads[t] for t in steps], dim=1)  # (D, N, G)
-        inputs = torch.cat([self.inputs[t] for t in steps], dim=1).to(grads.dtype)  # (D, N, F + H)
+        inputs = torch.cat([self.inputs[t] for t in steps], dim=1)  # (D, N, F + H)
         self.grads = {}
         return torch.bmm(grads.transpose(1, 2), inputs)
 
@@ -195,22 +195,21 @@ class StepwiseDecoderLSTM:
         if rnn.bidirectional or rnn.proj_size:
             raise ConfigError("the stepwise LSTM decoder needs a unidirectional LSTM without proj_size; fix: lstm_impl=torch")
         self.dropout = rnn.dropout if training else 0.0
-        self.known_size = known.size(-1)
+        known_size = known.size(-1)
         self.layers: list[LSTMSteps] = []
         self.pre: list[Sequence[Tensor]] = []  # per layer: the pre-computed gates of each step (or one for all)
-        h0, c0 = hidden
+        c0 = hidden[1]
         for layer in range(rnn.num_layers):
             w_ih, w_hh, bias = _layer_weights(rnn, layer)
             if layer == 0:  # the known inputs' projection, all steps in one product
-                pre = F.linear(known, w_ih[:, : self.known_size], bias).unbind(1)  # T x (B, G)
-                w_step = w_ih[:, self.known_size :]
+                pre = F.linear(known, w_ih[:, :known_size], bias).unbind(1)  # T x (B, G)
+                w_step = w_ih[:, known_size:]
             else:
                 pre = [bias.expand(known.size(0), -1)]
                 w_step = w_ih
             weight = torch.cat([w_step, w_hh], dim=1).unsqueeze(0)  # (1, G, F + H)
             self.layers.append(LSTMSteps(weight, c0[layer].unsqueeze(0)))
             self.pre.append(pre)
-        self.h0 = h0
         self.steps = 0
 
     def step(self, extra: Tensor | None, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
