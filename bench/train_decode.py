@@ -1,7 +1,8 @@
 """Training and decoding speed of the reference configuration, next to the machine's limit.
 
     SEQ2SEQ_DATA_DIR=../shared/data .venv/bin/python bench/train_decode.py [--steps N] [--warmup W]
-        [--input-feeding both|on|off] [--precision 32|bf16-mixed|both] [--decode [--ckpt PATH]] [--json PATH]
+        [--input-feeding both|on|off] [--precision 32|bf16-mixed|both] [--decode [--ckpt PATH] [--quantize
+        none|int8|both]] [--json PATH]
         [--peers onmt,joey [--peer-steps N]] [HYDRA_OVERRIDE ...]
 
 A benchmark that prints figures, not a test: nothing here passes or fails on speed.
@@ -34,7 +35,9 @@ CPU bfloat16 may need is set before any other oneDNN work):
   ``--decode-batch`` sentences (default 64, as the peers'), timed around ``translate_lines`` (encoding, search,
   detokenization), with BLEU. With ``--ckpt`` the checkpoint's model; without, an untrained model of the configuration
   (input feeding on), which emits no EOS and decodes every sentence to the length cap: speeds then are a lower bound
-  and BLEU is meaningless (the table says so).
+  and BLEU is meaningless (the table says so). ``--quantize``: with the float32 model (``none``), its dynamic int8
+  copy (``int8``, CPU only, ``seq2seq_lit/quantization.py``, as ``quantize=int8`` in translate and evaluate) or both
+  (default on a CPU).
 
 - **peers** (``--peers onmt,joey``): after the figures above, in the same run, OpenNMT-py and/or JoeyNMT train the
   same model on the same data and batch for ``--peer-steps`` steps and decode the test split, through the scripts in
@@ -253,6 +256,7 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     from seq2seq_lit.data import read_parallel
     from seq2seq_lit.evaluate import split_files
     from seq2seq_lit.metrics import corpus_scores
+    from seq2seq_lit.quantization import quantize_for_decoding
     from seq2seq_lit.search import BeamSearch, GreedySearch
     from seq2seq_lit.train import build_module
     from seq2seq_lit.translate import translate_lines
@@ -276,22 +280,26 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
         "beam5": BeamSearch(beam_size=5, alpha=spec["beam_alpha"]),
     }
     results = {}
-    for name, search in searches.items():
-        module.search = search
-        with torch.inference_mode():
-            start = time.perf_counter()
-            hypotheses = translate_lines(module, sources, spec["batch"])
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        corpus, _ = corpus_scores(hypotheses, references)
-        results[name] = {"seconds": seconds, "sentences_per_s": len(sources) / seconds, "bleu": float(corpus["bleu"])}
+    for quantize in spec["quantize"]:  # "none" first: quantizing replaces the module's network
+        quantize_for_decoding(module, quantize)
+        for name, search in searches.items():
+            module.search = search
+            with torch.inference_mode():
+                start = time.perf_counter()
+                hypotheses = translate_lines(module, sources, spec["batch"])
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - start
+            corpus, _ = corpus_scores(hypotheses, references)
+            key = name if quantize == "none" else f"{name}_{quantize}"
+            results[key] = {"seconds": seconds, "sentences_per_s": len(sources) / seconds, "bleu": float(corpus["bleu"])}
     return {
         "ckpt": spec["ckpt"],
         "trained": bool(spec["ckpt"]),
         "sentences": len(sources),
         "batch": spec["batch"],
         "beam_alpha": spec["beam_alpha"],
+        "quantize": spec["quantize"],
         "device": device,
         **results,
         "peak_rss_mib": peak_rss_mib(),
@@ -354,10 +362,10 @@ def format_report(figures: dict[str, Any]) -> str:
         lines.append(
             f"decoding {decode['sentences']} test sentences, batch {decode['batch']}, {source}, {decode['device']}"
         )
-        for name in ("greedy", "beam5"):
+        for name, label in decode_rows(decode):
             r = decode[name]
-            label = "greedy" if name == "greedy" else f"beam 5 (alpha {decode['beam_alpha']})"
-            lines.append(f"  {label:22} {r['sentences_per_s']:>8.1f} sentences/s   BLEU {r['bleu']:.2f}")
+            label = label.replace("beam 5", f"beam 5 (alpha {decode['beam_alpha']})")
+            lines.append(f"  {label:29} {r['sentences_per_s']:>8.1f} sentences/s   BLEU {r['bleu']:.2f}")
         lines.append(f"  peak RSS {decode['peak_rss_mib']:,.0f} MiB")
     return "\n".join(lines)
 
@@ -380,13 +388,27 @@ def format_side_by_side(figures: dict[str, Any]) -> list[str]:
                 f"({row['tokens_per_s']:,.0f} vs {peer['tokens_per_s']:,.0f})"
             )
         if decode:
-            for name, label in (("greedy", "greedy"), ("beam5", "beam 5")):
-                ratio = decode[name]["sentences_per_s"] / peer[name]["sentences_per_s"]
+            for name, label in decode_rows(decode):
+                peer_row = peer[name.split("_")[0]]  # the peer's float32 figure for the same search
+                ratio = decode[name]["sentences_per_s"] / peer_row["sentences_per_s"]
                 lines.append(
                     f"    decoding {label}: {ratio:.2f}x sentences/s ({decode[name]['sentences_per_s']:.0f} vs "
-                    f"{peer[name]['sentences_per_s']:.0f}; BLEU {decode[name]['bleu']:.2f} vs {peer[name]['bleu']:.2f})"
+                    f"{peer_row['sentences_per_s']:.0f}; BLEU {decode[name]['bleu']:.2f} vs {peer_row['bleu']:.2f})"
                 )
     return lines + [""]
+
+
+def decode_rows(decode: dict[str, Any]) -> list[tuple[str, str]]:
+    """The decoding figures present, as (key, label): greedy and beam 5, float32 and int8 (peers' rows are float32)."""
+    rows = [("greedy", "greedy"), ("beam5", "beam 5"), ("greedy_int8", "greedy, int8"), ("beam5_int8", "beam 5, int8")]
+    return [(key, label) for key, label in rows if key in decode]
+
+
+def decode_quantize(choice: str | None, device: str) -> list[str]:
+    """The ``quantize`` settings to decode with: ``--quantize`` (``both``: none and int8), by default both on a CPU
+    and none elsewhere (int8 decoding is CPU only)."""
+    choice = choice or ("both" if device == "cpu" else "none")
+    return ["none", "int8"] if choice == "both" else [choice]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -401,6 +423,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ckpt", help="checkpoint to decode with (default: an untrained model)")
     parser.add_argument("--decode-batch", type=int, default=64, help="sentences per decoding batch (default 64)")
     parser.add_argument("--decode-limit", type=int, default=0, help="decode only the first N test sentences")
+    parser.add_argument(
+        "--quantize", choices=("none", "int8", "both"), help="decode in float32, int8 or both (default: both on a CPU)"
+    )
     parser.add_argument("--beam-alpha", type=float, default=1.0, help="GNMT length penalty of beam 5 (default 1.0)")
     parser.add_argument("--peak-seconds", type=float, default=2.0, help="time per matmul peak measurement (default 2)")
     parser.add_argument("--json", help="write all figures to this file")
@@ -438,6 +463,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "batch": args.decode_batch,
             "limit": args.decode_limit,
             "beam_alpha": args.beam_alpha,
+            "quantize": decode_quantize(args.quantize, device),
         }
         figures["decode"] = run_child("decode", spec)
     if args.peers:

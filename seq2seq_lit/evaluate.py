@@ -27,6 +27,7 @@ from .checkpoints import AVERAGED_KEY, load_checkpoint, read_checkpoint, resolve
 from .data import read_parallel
 from .errors import ConfigError
 from .metrics import bleu_by_source_length, corpus_metrics
+from .quantization import quantize_for_decoding
 from .translate import translate_lines
 from .utils.entry import CONFIG_DIR, run_entry_point
 
@@ -67,8 +68,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Translate and score ``cfg.data.split``; returns the metrics also written to ``metrics.json``.
 
     Raises:
-        ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, or the split or its files are wrong (see
-            :func:`split_files`).
+        ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, the split or its files are wrong (see
+            :func:`split_files`), or ``quantize`` is not valid here (see
+            :func:`~seq2seq_lit.quantization.check_quantize`).
         DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -85,6 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
         search = OmegaConf.to_container(cfg.model.search, resolve=True)
+    quantize = quantize_for_decoding(module, cfg.get("quantize"))
     stored = read_checkpoint(cfg.ckpt_path)
     log.info("translating %d sentences of %s with %s on %s", len(sources), src_path, cfg.ckpt_path, device)
 
@@ -111,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "decode_seconds": round(seconds, 3),
         "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1),
         "device": device,
+        "quantize": quantize,
         "batch_size": cfg.batch_size,
     }
     output_dir = Path(cfg.output_dir)

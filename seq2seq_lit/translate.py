@@ -32,6 +32,7 @@ from .data.corpus import decode_lines
 from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
+from .quantization import quantize_for_decoding
 from .utils.entry import CONFIG_DIR, run_entry_point
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def translate(cfg: DictConfig) -> list[str]:
     module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
+    quantize_for_decoding(module, cfg.get("quantize"))
     lines = read_lines(cfg.input) if cfg.input else _stdin_lines()
     log.info("translating %d lines with %s, %s", len(lines), cfg.ckpt_path, module.search)
     results = translate_nbest(module, lines, cfg.batch_size, cfg.get("max_src_length"))

@@ -90,8 +90,8 @@ def test_bench_script_runs_end_to_end(reverse_corpus, tmp_path):
     assert row["tokens"] > 0 and row["flops_per_step"] > 0 and row["peak_rss_mib"] > 0
     assert row["check_batch_flops_analytic_padded"] == pytest.approx(row["check_batch_flops_torch"], rel=0.05)
     assert figures["decode"]["sentences"] == 8 and not figures["decode"]["trained"]
-    assert {"greedy", "beam5"} <= figures["decode"].keys()
-    assert "sentences/s" in bench.format_report(figures)
+    assert {"greedy", "beam5", "greedy_int8", "beam5_int8"} <= figures["decode"].keys()  # a CPU decodes both ways
+    assert figures["decode"]["quantize"] == ["none", "int8"] and "greedy, int8" in bench.format_report(figures)
 
 
 ONMT_OUTPUT = """== train STEPS=300
@@ -125,11 +125,13 @@ def test_peer_figures_are_read_from_the_script_output_and_set_next_to_ours():
     assert peer["greedy"] == {"sentences_per_s": 333.3, "bleu": 14.13}
     assert peer["beam5"] == {"sentences_per_s": 204.1, "bleu": 14.17}
     ours = {"input_feeding": True, "precision": "32", "tokens_per_s": 7586.25}
-    decode = {"greedy": {"sentences_per_s": 666.6, "bleu": 40.0}, "beam5": {"sentences_per_s": 204.1, "bleu": 41.0}}
+    decode = {"greedy": {"sentences_per_s": 666.6, "bleu": 40.0}, "beam5": {"sentences_per_s": 204.1, "bleu": 41.0},
+              "beam5_int8": {"sentences_per_s": 408.2, "bleu": 40.9}}
     text = "\n".join(bench.format_side_by_side({"training": [ours], "decode": decode, "peers": {"onmt": peer}}))
     assert "OpenNMT-py 3.5.1 (300 steps)" in text
     assert "input feeding on: 1.25x tokens/s (7,586 vs 6,069)" in text
     assert "decoding greedy: 2.00x sentences/s" in text and "decoding beam 5: 1.00x" in text
+    assert "decoding beam 5, int8: 2.00x sentences/s (408 vs 204; BLEU 40.90 vs 14.17)" in text
     with pytest.raises(PeerError, match="no beam5 BLEU"):
         parse_output("onmt", ONMT_OUTPUT.rsplit("  BLEU", 1)[0])
     with pytest.raises(PeerError, match="choose from onmt, joey"):

@@ -83,6 +83,8 @@ def test_stepwise_without_grad_and_choice():
         got, _ = packed_lstm(rnn, packed)
     torch.testing.assert_close(got.data, expected.data)
     assert use_stepwise("auto", rnn, torch.device("cpu")) and not use_stepwise("auto", rnn, torch.device("cuda"))
+    with torch.no_grad():  # inference: PyTorch's fused LSTM is the faster one
+        assert not use_stepwise("auto", rnn, torch.device("cpu")) and use_stepwise("stepwise", rnn, torch.device("cpu"))
     assert use_stepwise("stepwise", rnn, torch.device("cuda")) and not use_stepwise("torch", rnn, torch.device("cpu"))
     assert not use_stepwise("stepwise", nn.GRU(E, H), torch.device("cpu"))  # only LSTMs have a stepwise kernel
     with pytest.raises(ConfigError, match="model.encoder.lstm_impl='fast'; valid choices: auto, torch, stepwise"):

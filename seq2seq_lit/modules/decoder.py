@@ -67,8 +67,8 @@ class RNNDecoder(nn.Module):
         dropout: between stacked layers and on each output (the generator's input).
         lstm_impl: how an LSTM runs the teacher-forced step loop: ``torch`` (``nn.LSTM`` called once per step),
             ``stepwise`` (:mod:`~seq2seq_lit.modules.stepwise_lstm`: the embeddings' projection for all steps at
-            once, one product per step, the weight gradient of all steps in one product) or ``auto`` (stepwise on
-            CPU, torch on GPU). Same parameters and results either way.
+            once, one product per step, the weight gradient of all steps in one product) or ``auto`` (stepwise when
+            training on a CPU, else torch). Same parameters and results either way.
 
     Raises:
         ConfigError: for an unknown ``rnn_type`` or ``lstm_impl``, an option the attention does not take, or as the

@@ -53,10 +53,12 @@ def check_impl(impl: str, key: str = "lstm_impl") -> str:
 
 
 def use_stepwise(impl: str, rnn: nn.Module, device: torch.device) -> bool:
-    """Whether ``rnn`` should run stepwise: an LSTM, and ``impl`` is ``stepwise``, or ``auto`` on a CPU."""
+    """Whether ``rnn`` should run stepwise: an LSTM, and ``impl`` is ``stepwise``, or ``auto`` on a CPU while
+    gradients are recorded. Without gradients (validation, decoding) ``auto`` runs PyTorch's LSTM, whose fused oneDNN
+    kernel encodes a batch faster (test_2016_flickr, 64 sentences per batch: 270 vs 340-430 ms for the encoder)."""
     if not isinstance(rnn, nn.LSTM) or impl == "torch":
         return False
-    return impl == "stepwise" or device.type == "cpu"
+    return impl == "stepwise" or (device.type == "cpu" and torch.is_grad_enabled())
 
 
 class _Tape:
@@ -76,6 +78,22 @@ class _Tape:
         return torch.bmm(grads.transpose(1, 2), inputs)
 
 
+def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The LSTM cell from the gate pre-activations ``(..., G)`` and the cell state ``c`` ``(..., H)``: ``c' = f * c +
+    i * g``, ``h' = o * tanh(c')`` (``gates`` is overwritten).
+
+    Returns ``h'``, ``c'``, the gate activations ``(..., G)`` (sigmoid, tanh for the cell gate) and ``tanh(c')``.
+    """
+    size = c.size(-1)
+    cell = torch.tanh(gates[..., 2 * size : 3 * size])
+    act = gates.sigmoid_()
+    act[..., 2 * size : 3 * size] = cell
+    i, f, g, o = act.chunk(4, dim=-1)
+    c_new = torch.addcmul(f * c, i, g)
+    tanh_c = torch.tanh(c_new)
+    return o * tanh_c, c_new, act, tanh_c
+
+
 class _LSTMStep(torch.autograd.Function):
     """One step: ``gates = pre + x W^T``; ``c' = f * c + i * g``; ``h' = o * tanh(c')``, computed in float32.
 
@@ -87,15 +105,7 @@ class _LSTMStep(torch.autograd.Function):
     def forward(ctx, pre: Tensor, x: Tensor, c: Tensor, weight: Tensor, tape: _Tape | None, step: int):
         with torch.autocast(pre.device.type, enabled=False):
             pre, x, c, weight = pre.float(), x.float(), c.float(), weight.float()
-            gates = torch.baddbmm(pre, x, weight.transpose(1, 2))
-            size = c.size(-1)
-            cell = torch.tanh(gates[..., 2 * size : 3 * size])
-            act = gates.sigmoid_()
-            act[..., 2 * size : 3 * size] = cell
-            i, f, g, o = act.chunk(4, dim=-1)
-            c_new = torch.addcmul(f * c, i, g)
-            tanh_c = torch.tanh(c_new)
-            h_new = o * tanh_c
+            h_new, c_new, act, tanh_c = lstm_cell(torch.baddbmm(pre, x, weight.transpose(1, 2)), c)
         if tape is not None:
             tape.inputs.append(x.detach())  # detached: a tape that held the graph would keep it alive in a cycle
         ctx.save_for_backward(act, c, tanh_c, weight)
