@@ -140,6 +140,27 @@ def test_cache_rows_can_be_selected_like_beams(name, memory):
     torch.testing.assert_close(weights_sel, weights[index])
 
 
+@pytest.mark.parametrize("name", list(ATTENTIONS))
+def test_beams_sharing_a_cache_row_attend_as_with_copied_rows(name, memory):
+    keys, src_pad_mask = memory
+    attention = build(name)
+    cache = attention.prepare(keys, src_pad_mask)
+    beams, step = 3, 4
+    query = torch.randn(B * beams, 1, attention.query_size, generator=torch.Generator().manual_seed(3))
+    coverage = torch.rand(B * beams, S) if attention.coverage else None
+    copied = cache.index_select(torch.arange(B).repeat_interleave(beams))
+    shared = cache.repeat_interleave(beams)
+    # local attention (window by step and source) and coverage cannot share rows; the others share without a copy
+    assert (shared.group == beams) == (name not in ("additive_coverage", "local_m", "local_p", "local_p_location"))
+    expected = attention(query, copied, step, coverage)
+    torch.testing.assert_close(attention(query, shared, step, coverage), expected)
+    # dropping the middle sentence and reordering the beams of the others (each beam stays with its sentence)
+    rows = torch.tensor([2, 0, 1, 7, 7, 6])
+    kept_coverage = None if coverage is None else coverage[rows]
+    expected = attention(query[rows], copied.index_select(rows), step, kept_coverage)
+    torch.testing.assert_close(attention(query[rows], shared.index_select(rows), step, kept_coverage), expected)
+
+
 # -- score formulas ------------------------------------------------------------------------------------------------
 
 

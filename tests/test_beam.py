@@ -22,6 +22,9 @@ class Rows:
     def index_select(self, index):
         return Rows(self.values[i] for i in index.tolist())
 
+    def repeat_interleave(self, repeats):
+        return Rows(value for value in self.values for _ in range(repeats))
+
 
 class TableModel:
     """Next-token probabilities looked up by the hypothesis prefix, per sentence.

@@ -6,7 +6,8 @@ V target vocabulary.
 A search is called as ``search(model, src, src_lengths, bos_id, eos_id)``; ``model`` needs ``encode(src,
 src_lengths) -> (cache, state)``, ``decode_step(prev_tokens, state, cache) -> (log_probs (B, V), state, weights (B,
 S))`` and ``pad_id`` (as :class:`~seq2seq_lit.modules.Seq2Seq` has). Cache and state must support
-``index_select(0-dim index)`` to repeat, reorder and drop sentences.
+``index_select(0-dim index)`` to repeat, reorder and drop sentences, and the cache ``repeat_interleave(K)`` to give
+each sentence K beams (:class:`~seq2seq_lit.modules.AttentionCache` shares one row among them where it can).
 """
 
 from __future__ import annotations

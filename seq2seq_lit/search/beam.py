@@ -101,7 +101,7 @@ class BeamSearch(Search):
         batch, src_len = src.shape
         cache, state = model.encode(src, src_lengths)
         beams = torch.arange(batch, device=device).repeat_interleave(K)  # (B K,): sentence of each beam row
-        cache, state = cache.index_select(beams), state.index_select(beams)
+        cache, state = cache.repeat_interleave(K), state.index_select(beams)
         src_pad_mask = src.eq(model.pad_id)  # (B, S)
         sentence = torch.arange(batch, device=device)  # (n,): original index of each sentence still decoded
         alive_scores = torch.full((batch, K), float("-inf"), device=device)

@@ -31,15 +31,35 @@ class AttentionCache(NamedTuple):
         keys: encoder outputs ``(B, S, K)``, also used as the values.
         proj_keys: the keys as the score function needs them (e.g. ``W_a k``), ``(B, S, *)``.
         src_pad_mask: True on source padding, ``(B, S)``.
+        group: G, query rows per cache row: 1, or the beam size after :meth:`repeat_interleave` (query row
+            ``b * G + k`` reads cache row ``b``).
+        groupable: whether the attention scores query rows independently of each other, its step index and coverage,
+            so that G query rows can share one cache row (see :attr:`Attention.groups_queries`).
     """
 
     keys: Tensor
     proj_keys: Tensor
     src_pad_mask: Tensor
+    group: int = 1
+    groupable: bool = False
 
     def index_select(self, index: Tensor) -> "AttentionCache":
-        """Select (or repeat) batch rows, e.g. to expand sentences into beams. ``index``: ``(B',)``."""
-        return AttentionCache(*(t.index_select(0, index) for t in self))
+        """Select (or repeat) query rows ``index`` ``(B',)``, e.g. to drop finished sentences.
+
+        With ``group`` G > 1, ``index`` must list G rows of each kept sentence in turn, as beam search's reorderings
+        do (a beam stays with its sentence); the cache keeps one row per sentence, ``index[::G] // G``.
+        """
+        rows = index if self.group == 1 else index[:: self.group].div(self.group, rounding_mode="floor")
+        keys, proj_keys, src_pad_mask = (t.index_select(0, rows) for t in self[:3])
+        return self._replace(keys=keys, proj_keys=proj_keys, src_pad_mask=src_pad_mask)
+
+    def repeat_interleave(self, repeats: int) -> "AttentionCache":
+        """Each query row ``repeats`` times in turn, e.g. a sentence's beams: a cache shared by the repeats where the
+        attention allows it (``groupable``: no copy, and one batched product per sentence), else copied rows."""
+        if self.groupable:
+            return self._replace(group=self.group * repeats)
+        rows = torch.arange(self.keys.size(0) * self.group, device=self.keys.device)
+        return self.index_select(rows.repeat_interleave(repeats))
 
     @property
     def src_lengths(self) -> Tensor:
@@ -80,13 +100,19 @@ class Attention(nn.Module):
         self.coverage = False
 
     @property
+    def groups_queries(self) -> bool:
+        """Whether query rows can share a cache row (:meth:`AttentionCache.repeat_interleave`): the scores read
+        neither coverage nor a window (local attention's window depends on the step and the row's source)."""
+        return not self.coverage and type(self).window is Attention.window
+
+    @property
     def needs_step_loop(self) -> bool:
         """Whether step t needs the weights of steps < t (coverage), so all steps cannot be scored in one call."""
         return self.coverage
 
     def prepare(self, keys: Tensor, src_pad_mask: Tensor) -> AttentionCache:
         """Project the keys once per batch. ``keys``: ``(B, S, K)``; ``src_pad_mask``: ``(B, S)``, True on padding."""
-        return AttentionCache(keys, self.project_keys(keys), src_pad_mask)
+        return AttentionCache(keys, self.project_keys(keys), src_pad_mask, groupable=self.groups_queries)
 
     def project_keys(self, keys: Tensor) -> Tensor:
         """The keys in the form :meth:`score` uses, ``(B, S, *)``; the identity unless a subclass overrides it."""
@@ -118,9 +144,17 @@ class Attention(nn.Module):
             coverage: the weights summed over the steps before ``step``, ``(B, S)``, for an attention built with
                 coverage (None: no step yet); the same for every row, so pass one row at a time.
 
+        With a grouped cache (``cache.group`` G > 1) the G query rows of each cache row are scored together as
+        ``(B / G, G T, Q)``.
+
         Raises:
             ValueError: if ``coverage`` is given to an attention built without it.
         """
+        if cache.group > 1:
+            rows, steps = query.shape[:2]
+            grouped = query.reshape(rows // cache.group, cache.group * steps, query.size(-1))
+            context, weights = self(grouped, cache._replace(group=1), step, coverage)
+            return context.reshape(rows, steps, -1), weights.reshape(rows, steps, -1)
         proj_keys = cache.proj_keys
         if coverage is not None:
             if not self.coverage:

@@ -47,7 +47,8 @@ class LocalAttention(Attention):
         self.coverage = self.inner.coverage
 
     def prepare(self, keys: Tensor, src_pad_mask: Tensor) -> AttentionCache:
-        return self.inner.prepare(keys, src_pad_mask)  # with the score's own checks (location's maximum length)
+        cache = self.inner.prepare(keys, src_pad_mask)  # with the score's own checks (location's maximum length)
+        return cache._replace(groupable=self.groups_queries)  # the window keeps query rows apart
 
     def project_keys(self, keys: Tensor) -> Tensor:
         return self.inner.project_keys(keys)

@@ -57,7 +57,11 @@ class MultiHeadAttention(Attention):
     def prepare(self, keys: Tensor, src_pad_mask: Tensor) -> AttentionCache:
         # one tensor (B, S, N * P) keeps AttentionCache.index_select working; forward splits it back per head
         proj_keys = [head.prepare(keys, src_pad_mask).proj_keys for head in self.heads]
-        return AttentionCache(keys, torch.cat(proj_keys, dim=-1), src_pad_mask)
+        return AttentionCache(keys, torch.cat(proj_keys, dim=-1), src_pad_mask, groupable=self.groups_queries)
+
+    @property
+    def groups_queries(self) -> bool:
+        return all(head.groups_queries for head in self.heads)
 
     def forward(
         self, query: Tensor, cache: AttentionCache, step: int = 0, coverage: Tensor | None = None
