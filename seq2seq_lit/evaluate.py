@@ -6,6 +6,7 @@ trained: the checkpoint's sentencepiece models are used), translates the sources
 :func:`~seq2seq_lit.translate.translate_lines` and the checkpoint's search (or ``model/search=...``), and scores the
 detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length. Writes
 ``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
+``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.quantization`).
 Config: ``conf/evaluate.yaml``.
 """
 
@@ -89,7 +90,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         search = OmegaConf.to_container(cfg.model.search, resolve=True)
     quantize = quantize_for_decoding(module, cfg.get("quantize"))
     stored = read_checkpoint(cfg.ckpt_path)
-    log.info("translating %d sentences of %s with %s on %s", len(sources), src_path, cfg.ckpt_path, device)
+    log.info(
+        "translating %d sentences of %s with %s on %s (quantize=%s)", len(sources), src_path, cfg.ckpt_path, device, quantize
+    )
 
     start = time.perf_counter()
     hypotheses = translate_lines(module, sources, cfg.batch_size)

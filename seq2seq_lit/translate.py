@@ -1,7 +1,8 @@
 """Translate text with a trained checkpoint: ``python -m seq2seq_lit.translate ckpt_path=... input=FILE output=FILE``.
 
 Reads stdin and writes stdout when ``input`` / ``output`` are omitted. Decodes with the checkpoint's search unless
-``model/search=greedy|beam`` overrides it. Output formats:
+``model/search=greedy|beam`` overrides it; ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU
+(:mod:`seq2seq_lit.quantization`). Output formats:
 
 - plain (default): exactly one detokenized line per input line, in input order; an empty (or all-whitespace) input
   line gives an empty output line.
@@ -149,9 +150,9 @@ def translate(cfg: DictConfig) -> list[str]:
     module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
-    quantize_for_decoding(module, cfg.get("quantize"))
+    quantize = quantize_for_decoding(module, cfg.get("quantize"))
     lines = read_lines(cfg.input) if cfg.input else _stdin_lines()
-    log.info("translating %d lines with %s, %s", len(lines), cfg.ckpt_path, module.search)
+    log.info("translating %d lines with %s (quantize=%s), %s", len(lines), cfg.ckpt_path, quantize, module.search)
     results = translate_nbest(module, lines, cfg.batch_size, cfg.get("max_src_length"))
     text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores)
     if cfg.output:
