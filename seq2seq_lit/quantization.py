@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError
-from .modules.stepwise_lstm import lstm_cell
+from .modules.stepwise_lstm import layer_weights, lstm_cell
 
 QUANTIZE_CHOICES = ("none", "int8")
 
@@ -50,12 +50,12 @@ class LinearLSTM(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = lstm.input_size, lstm.hidden_size, lstm.num_layers
         self.layers = nn.ModuleList()
         for layer in range(lstm.num_layers):
-            w_ih, w_hh = getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")
+            w_ih, w_hh, bias = layer_weights(lstm, layer)
             linear = nn.Linear(w_ih.size(1) + w_hh.size(1), w_ih.size(0), bias=lstm.bias)
             with torch.no_grad():
                 linear.weight.copy_(torch.cat([w_ih, w_hh], dim=1))
                 if lstm.bias:
-                    linear.bias.copy_(getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}"))
+                    linear.bias.copy_(bias)
             self.layers.append(linear)
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -99,7 +99,11 @@ def quantize_int8(net: nn.Module) -> nn.Module:
     if isinstance(net.decoder.rnn, nn.LSTM):
         net.decoder.rnn = LinearLSTM(net.decoder.rnn)
     quant = torch.ao.quantization
-    qconfig = {nn.Linear: quant.per_channel_dynamic_qconfig, nn.LSTM: quant.default_dynamic_qconfig, nn.GRU: quant.default_dynamic_qconfig}
+    qconfig = {
+        nn.Linear: quant.per_channel_dynamic_qconfig,
+        nn.LSTM: quant.default_dynamic_qconfig,
+        nn.GRU: quant.default_dynamic_qconfig,
+    }
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it is the API in torch 2.13
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*deprecated", category=UserWarning)

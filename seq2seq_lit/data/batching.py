@@ -281,7 +281,6 @@ class BucketBatchSampler:
             batches.pop()
         return batches
 
-
     def _cut_by_tokens(self, order: Tensor) -> list[list[int]]:
         """Consecutive runs of ``order`` whose ``items x longest`` stays within ``max_tokens`` (and items within
         ``batch_size``)."""

@@ -43,8 +43,8 @@ class RNNEncoder(nn.Module):
             in source order, so attention weights stay aligned with the source tokens.
         lstm_impl: how LSTM layers run: ``torch`` (``nn.LSTM`` on the packed batch), ``stepwise``
             (:func:`~seq2seq_lit.modules.stepwise_lstm.packed_lstm`: both directions in one product per step, the
-            weight gradient of all steps in one product) or ``auto`` (stepwise when training on a CPU, else torch, i.e. cuDNN on GPU).
-            Same parameters and results either way.
+            weight gradient of all steps in one product) or ``auto`` (stepwise when training on a CPU, else torch,
+            i.e. cuDNN on GPU). Same parameters and results either way.
 
     Raises:
         ConfigError: unknown ``rnn_type``, ``bidirectional`` or ``lstm_impl``, or an odd ``hidden_size`` with

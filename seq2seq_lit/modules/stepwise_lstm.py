@@ -174,7 +174,7 @@ class LSTMSteps:
         return h, c
 
 
-def _layer_weights(rnn: nn.LSTM, layer: int, suffix: str = "") -> tuple[Tensor, Tensor, Tensor]:
+def layer_weights(rnn: nn.LSTM, layer: int, suffix: str = "") -> tuple[Tensor, Tensor, Tensor]:
     """``W_ih`` ``(G, E + F)``, ``W_hh`` ``(G, H)`` and ``b_ih + b_hh`` ``(G,)`` (zeros without bias) of one layer and direction."""
     w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}{suffix}"), getattr(rnn, f"weight_hh_l{layer}{suffix}")
     if rnn.bias:
@@ -210,7 +210,7 @@ class StepwiseDecoderLSTM:
         self.pre: list[Sequence[Tensor]] = []  # per layer: the pre-computed gates of each step (or one for all)
         c0 = hidden[1]
         for layer in range(rnn.num_layers):
-            w_ih, w_hh, bias = _layer_weights(rnn, layer)
+            w_ih, w_hh, bias = layer_weights(rnn, layer)
             if layer == 0:  # the known inputs' projection, all steps in one product
                 pre = F.linear(known, w_ih[:, :known_size], bias).unbind(1)  # T x (B, G)
                 w_step = w_ih[:, known_size:]
@@ -262,7 +262,7 @@ def packed_lstm(rnn: nn.LSTM, packed: PackedSequence) -> tuple[PackedSequence, t
     reverse = _reversed_order(batch_sizes) if directions == 2 else None
     pre, weights = [], []
     for direction in range(directions):
-        w_ih, w_hh, bias = _layer_weights(rnn, 0, "_reverse" if direction else "")
+        w_ih, w_hh, bias = layer_weights(rnn, 0, "_reverse" if direction else "")
         pre.append(F.linear(data if direction == 0 else data[reverse.to(data.device)], w_ih, bias))  # (N, G)
         weights.append(w_hh)
     pre_steps = torch.stack(pre).split(sizes, dim=1)  # T x (D, B_t, G)
