@@ -7,7 +7,7 @@
 
 A benchmark that prints figures, not a test: nothing here passes or fails on speed.
 
-Configuration: ``conf/train.yaml`` composed with ``experiment=bench_reference`` (the model the peers are measured
+Configuration: ``seq2seq_lit/conf/train.yaml`` composed with ``experiment=bench_reference`` (the model the peers are measured
 with, see that file), then ``model.decoder.input_feeding`` and ``trainer.precision`` per row, then the overrides
 given on the command line (e.g. ``data.batch_size=128``, or ``data=parallel_text data.train_src=...`` for another
 corpus). Multi30k is read from ``$SEQ2SEQ_DATA_DIR/multi30k`` (else downloaded, as for training).
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers.py, also
 from peers import run_peer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "seq2seq_lit" / "conf"
 EXPERIMENT = "experiment=bench_reference"
 MATMUL_SIZE = 2048
 
@@ -77,7 +77,7 @@ MATMUL_SIZE = 2048
 
 
 def compose(overrides: list[str], output_dir: Path):
-    """``conf/train.yaml`` with ``experiment=bench_reference`` and ``overrides``, its run folder at ``output_dir``."""
+    """``seq2seq_lit/conf/train.yaml`` with ``experiment=bench_reference`` and ``overrides``, its run folder at ``output_dir``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -4,7 +4,7 @@
 Writes one inference checkpoint whose floating-point weights are the element-wise mean of the inputs'
 (:func:`~seq2seq_lit.checkpoints.average_checkpoints`), usable by ``s2s-translate`` and ``s2s-eval`` like any other.
 With ``ckpt_dir``, the inputs are the ``last`` checkpoints of the folder by the ``global_step`` stored inside each file
-(:func:`~seq2seq_lit.checkpoints.last_checkpoints`). Config: ``conf/average.yaml``.
+(:func:`~seq2seq_lit.checkpoints.last_checkpoints`). Config: ``seq2seq_lit/conf/average.yaml``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ trained: the checkpoint's sentencepiece models are used), translates the sources
 detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length. Writes
 ``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
 ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.quantization`).
-Config: ``conf/evaluate.yaml``.
+Config: ``seq2seq_lit/conf/evaluate.yaml``.
 """
 
 from __future__ import annotations

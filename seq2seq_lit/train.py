@@ -1,6 +1,6 @@
 """Train, then test the best checkpoint: ``python -m seq2seq_lit.train [overrides]`` (console script ``s2s-train``).
 
-Builds the data module, the LightningModule, callbacks, loggers and trainer from the Hydra config (``conf/train.yaml``),
+Builds the data module, the LightningModule, callbacks, loggers and trainer from the Hydra config (``seq2seq_lit/conf/train.yaml``),
 fits, tests the best checkpoint (by ``val/bleu``), prints a summary, writes ``metrics.json`` into the run's output
 folder, and returns the metrics so that a Hydra sweeper can optimize ``val/bleu_best``.
 
@@ -48,7 +48,7 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
 
 
 def build_module(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    """The LightningModule of ``model_cfg`` (``conf/model``), sized by the data module's tokenizers (vocabulary sizes,
+    """The LightningModule of ``model_cfg`` (``seq2seq_lit/conf/model``), sized by the data module's tokenizers (vocabulary sizes,
     special ids), with those tokenizers attached so its checkpoints carry them."""
     model = hydra.utils.instantiate(
         model_cfg,

@@ -60,7 +60,7 @@ AUTOCAST_CHECK = textwrap.dedent(
     torch.manual_seed(0)
 
     def check(name):
-        factory = hydra.utils.instantiate(OmegaConf.load(f"conf/model/attention/{name}.yaml"))
+        factory = hydra.utils.instantiate(OmegaConf.load(f"seq2seq_lit/conf/model/attention/{name}.yaml"))
         attention = factory(query_size=16, key_size=16)
         keys = torch.randn(3, 7, 16)
         pad = torch.zeros(3, 7, dtype=torch.bool)

@@ -13,10 +13,10 @@ from ..errors import Seq2SeqError
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""The repository's ``conf/`` folder, as an absolute path for ``hydra.main(config_path=...)``: a relative
-``"../conf"`` is resolved as the Python module ``conf`` when the entry point runs as a console script (``s2s-eval``),
-which only works with the repository root on ``sys.path``."""
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+"""The package's ``seq2seq_lit/conf/`` folder (shipped in the wheel), as an absolute path for
+``hydra.main(config_path=...)``: a relative ``"../conf"`` is resolved as the Python module ``conf`` when the entry point
+runs as a console script (``s2s-eval``)."""
 
 
 class RunInterrupted(Exception):
