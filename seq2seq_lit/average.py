@@ -15,8 +15,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints, write_checkpoint
+from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .errors import ConfigError
+from .utils.checkpoint_io import atomic_torch_save
 from .utils.entry import CONFIG_DIR, run_entry_point
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def average(cfg: DictConfig) -> Path:
     if len(paths) == 1:
         log.warning("only one checkpoint: the output is a copy of its weights without the training state")
     checkpoint = average_checkpoints(paths)
-    output = write_checkpoint(checkpoint, cfg.output)
+    output = atomic_torch_save(checkpoint, cfg.output)
     log.info("averaged %s (global steps %s) into %s", ", ".join(map(str, paths)),
              ", ".join(map(str, checkpoint[AVERAGED_KEY]["global_steps"])), output)
     return output

@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .metrics import bleu_by_source_length, corpus_metrics
 from .quantization import quantize_for_decoding
 from .translate import translate_lines
+from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, run_entry_point
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(output_dir / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _print_summary(metrics, output_dir)
     return metrics
 

@@ -34,6 +34,7 @@ from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
 from .lit_module import TOKENIZERS_KEY
+from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, RunInterrupted, run_entry_point
 from .utils.loggers import finish_loggers, instantiate_loggers, log_summary
 from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
@@ -138,7 +139,7 @@ def _fit_and_test(
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     final = ("test/", "val/bleu_best", "sacrebleu_signature", "best_model_path", "global_step", "train_")
     log_summary(loggers, {k: v for k, v in metrics.items() if k.startswith(final)})
     return metrics

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,27 +20,19 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
 from ..errors import DataError
+from .atomic import atomic_open
 from .nonfinite import NonFiniteError
 
 log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` into a temporary file in ``path``'s folder, synced to disk, then renamed over ``path``.
-    Creates missing parent folders; a failed save leaves neither a temporary nor a truncated file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # unlike tempfile.mkstemp's 0600, the usual permissions (umask)
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save(obj)`` to ``path`` by the project's rule for writes (:func:`~seq2seq_lit.utils.atomic.atomic_open`:
+    temporary file beside it, fsync, rename). Creates missing parent folders; a failed save leaves neither a
+    temporary nor a truncated file behind."""
+    with atomic_open(path, "wb", make_parents=True) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "cpu", mmap: bool = False) -> Any:
