@@ -31,7 +31,7 @@ from .metrics import bleu_by_source_length, corpus_metrics
 from .quantization import quantize_for_decoding
 from .translate import translate_lines
 from .utils.atomic import atomic_write_text
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def _print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     console.print(f"hypotheses and metrics written to {output_dir}")
 
 
+@exit_2_on_config_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> dict[str, Any]:
     return run_entry_point(evaluate, cfg)

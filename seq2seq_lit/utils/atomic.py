@@ -47,8 +47,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, make_parents:
             error, as for a user's output path (see :func:`check_output_path`).
 
     Raises:
-        OSError: the folder is missing or not writable, or the disk is full; the old file, if any, is unchanged and
-            no temporary file is left.
+        OSError: the folder is missing or not writable, or the disk is full (its ``filename`` is ``path``); the old
+            file, if any, is unchanged and no temporary file is left.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r}: atomic_open writes a whole file, mode 'w' or 'wb'")
@@ -62,6 +62,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, make_parents:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename in (None, str(tmp)):  # a full disk on write() names no file: name the target
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

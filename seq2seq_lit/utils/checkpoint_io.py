@@ -45,6 +45,7 @@ def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "c
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found. Fix: pass the path of a .ckpt written by seq2seq-lit training")
+    _check_torch_file(path)
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
@@ -63,6 +64,35 @@ def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "c
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(f"{path}: cannot load the checkpoint ({reason}). Fix: pass a complete .ckpt written by seq2seq-lit training") from None
+
+
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format; its legacy format (a pickle, protocol >= 2)
+
+
+def _check_torch_file(path: Path) -> None:
+    """Raise DataError, before unpickling anything, if ``path`` is empty or is not in a format torch.save writes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise DataError(
+            f"{path}: an empty file (0 bytes), not a checkpoint; a copy or a write was interrupted. Fix: pass a "
+            f"complete .ckpt written by seq2seq-lit training (checkpoints/last.ckpt or a step*.ckpt of the run)"
+        )
+    if not head.startswith(_TORCH_MAGIC):
+        raise DataError(
+            f"{path}: not a PyTorch checkpoint (it starts with the bytes {head.hex(' ')}, e.g. a text file). Fix: pass "
+            f"a .ckpt written by seq2seq-lit training"
+        )
+
+
+def is_training_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a checkpoint that training can resume from (it holds an optimizer state); False for any
+    other file, a checkpoint that cannot be read included."""
+    try:
+        checkpoint = torch_load_weights_only(path, mmap=True)
+    except DataError:
+        return False
+    return isinstance(checkpoint, dict) and "optimizer_states" in checkpoint
 
 
 def nonfinite_weights(checkpoint: dict[str, Any]) -> list[str]:
