@@ -60,8 +60,8 @@ def average(cfg: DictConfig) -> Path:
     if not overwrite and output.is_file() and is_training_checkpoint(output):
         raise ConfigError(
             f"output={output} is a training checkpoint: writing over it would lose its optimizer state and step, and "
-            f"ckpt_path=last could no longer resume. Fix: pass another output (e.g. output={output.with_name('averaged.ckpt')}), "
-            f"or add overwrite=true"
+            f"ckpt_path=last could no longer resume. Fix: pass another output (e.g. "
+            f"output={output.with_name('averaged.ckpt')}), or add overwrite=true"
         )
     if len(paths) == 1:
         log.warning("only one checkpoint: the output is a copy of its weights without the training state")

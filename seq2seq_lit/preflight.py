@@ -36,8 +36,8 @@ def check_options(cfg: DictConfig) -> None:
     scheduler (:func:`align_validation_cadence`, which edits ``cfg``).
 
     Raises:
-        ConfigError: a required option not given (``???``); an option that the class it configures does not take (e.g. ``+model.new_key=1``); a learning
-            rate that is not a number > 0; ``trainer.max_steps`` or ``trainer.max_epochs`` of 0 (nothing to train) or
+        ConfigError: a required option not given (``???``); an option that the class it configures does not take
+            (e.g. ``+model.new_key=1``); a learning rate that is not a number > 0; ``trainer.max_steps`` or ``trainer.max_epochs`` of 0 (nothing to train) or
             below -1.
     """
     if missing := sorted(OmegaConf.missing_keys(cfg)):
@@ -115,7 +115,9 @@ def align_validation_cadence(cfg: DictConfig) -> None:
             log.info("the LR scheduler steps every %d epochs, after each validation, on %s", every, scheduler.monitor)
 
 
-def check_run(cfg: DictConfig, datamodule: L.LightningDataModule, model: L.LightningModule, callbacks: Iterable[L.Callback]) -> None:
+def check_run(
+    cfg: DictConfig, datamodule: L.LightningDataModule, model: L.LightningModule, callbacks: Iterable[L.Callback]
+) -> None:
     """Check what the run will need once the data module is set up for fitting and the model is built: the test
     split's files (read and encoded now), the output folder (writable), and free disk space for checkpoints (a
     warning with the figures); remove orphaned temporary files of interrupted writes in the checkpoint folders.

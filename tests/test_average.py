@@ -84,6 +84,7 @@ def test_average_of_two_checkpoints_is_the_elementwise_mean(step_checkpoints):
 
 def test_cli_averages_the_last_checkpoints_into_one_that_translates(step_checkpoints, tmp_path):
     output = tmp_path / "out" / "avg.ckpt"
+    output.parent.mkdir()  # an output's folder must exist (checked before the inputs are read)
     result = run_module("seq2seq_lit.average", f"ckpt_dir={step_checkpoints[2].parent}", "last=2", f"output={output}")
     assert result.returncode == 0, result.stderr
     assert "same global_step 6" in result.stderr  # last.ckpt skipped

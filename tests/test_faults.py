@@ -144,7 +144,8 @@ def test_04_validation_cadence_longer_than_an_epoch_trains_and_validates(cadence
     cfg = compose_train(quick_run(tiny_corpus, "trainer.max_steps=14", cadence), tmp_path / "run")
     metrics = train(cfg)
     assert metrics["global_step"] == 14 and "val/bleu" in metrics
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file() and list((tmp_path / "run" / "checkpoints").glob("step*.ckpt"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file() and list(checkpoints.glob("step*.ckpt"))
 
 
 # -- 5. the test split is checked before training ---------------------------------------------------------------------

@@ -39,7 +39,8 @@ class ResumeCheckpoint(Checkpoint):
     SIGINT (Ctrl+C) and SIGTERM (sent by schedulers before they stop a job) are handled while training: the current
     step, and a validation in progress, finish; then the checkpoint is saved and the run stops with
     :class:`~seq2seq_lit.utils.entry.RunInterrupted` (exit status 130 or 143). A second signal stops the run at once,
-    without a checkpoint (same exit status). A SIGKILL cannot be caught: the run resumes from the latest periodic checkpoint.
+    without a checkpoint (same exit status). A SIGKILL cannot be caught: the run resumes from the latest periodic
+    checkpoint.
 
     Args:
         dirpath: folder of the checkpoint.

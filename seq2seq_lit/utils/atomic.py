@@ -103,7 +103,11 @@ def _sync_folder(folder: Path) -> None:
 
 
 def check_output_path(
-    key: str, path: str | os.PathLike[str], *, inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (), overwrite: bool = False
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
+    overwrite: bool = False,
 ) -> Path:
     """Check, before any work, that ``path`` can be written as the output ``key``; returns it as a Path.
 
@@ -122,7 +126,9 @@ def check_output_path(
         raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
     folder = path.parent
     if not folder.is_dir():
-        raise ConfigError(f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path")
+        raise ConfigError(
+            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
     if path.exists() and not overwrite:

@@ -95,8 +95,10 @@ def user_error(exc: BaseException) -> Seq2SeqError | None:
         if isinstance(err, Seq2SeqError):
             return err
         if isinstance(err, MisconfigurationException):
-            reason = " ".join(str(err).split())
-            return ConfigError(f"the trainer refused the configuration: {reason}. Fix: change the trainer.* or callbacks.* option it names")
+            reason = " ".join(str(err).split()).rstrip(".")
+            return ConfigError(
+                f"the trainer refused the configuration: {reason}. Fix: change the trainer.* or callbacks.* option it names"
+            )
         if isinstance(err, OSError) and err.errno in _DISK_FULL + _NOT_WRITABLE:
             where = err.filename or "a file of this run"
             fix = (
