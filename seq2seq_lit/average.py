@@ -15,9 +15,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints, write_checkpoint
+from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .errors import ConfigError
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.atomic import check_output_path
+from .utils.checkpoint_io import atomic_torch_save, is_training_checkpoint
+from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,16 @@ def average(cfg: DictConfig) -> Path:
     """Average the configured checkpoints and write ``cfg.output``; returns its path.
 
     Raises:
-        ConfigError: ``output`` is missing, or not exactly one of ``inputs`` and ``ckpt_dir`` (with ``last`` >= 1) is
-            given.
+        ConfigError: ``output`` is missing, a folder or in a missing folder; it is one of the inputs or a training
+            checkpoint (its optimizer state and step would be lost) and ``overwrite`` is false; or not exactly one of
+            ``inputs`` and ``ckpt_dir`` (with ``last`` >= 1) is given.
         DataError: see :func:`~seq2seq_lit.checkpoints.average_checkpoints` and
             :func:`~seq2seq_lit.checkpoints.last_checkpoints`.
     """
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("no output file; fix: pass output=PATH.ckpt")
+    overwrite = bool(cfg.get("overwrite"))
+    output = check_output_path("output", cfg.output)
     inputs = cfg.get("inputs")
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -46,20 +51,28 @@ def average(cfg: DictConfig) -> Path:
             raise ConfigError(
                 f"last={cfg.get('last')!r} with ckpt_dir; fix: pass last=N, the number of checkpoints to average (N >= 1)"
             )
-        paths = last_checkpoints(cfg.ckpt_dir, cfg.last, exclude=[cfg.output])
+        paths = last_checkpoints(cfg.ckpt_dir, cfg.last, exclude=[output])
     else:
         if not isinstance(inputs, (list, ListConfig)):
             raise ConfigError(f"inputs={inputs!r}; fix: pass a list, inputs=[A.ckpt,B.ckpt]")
         paths = [Path(p) for p in inputs]
+    check_output_path("output", output, inputs=[(f"inputs[{i}]", p) for i, p in enumerate(paths)], overwrite=overwrite)
+    if not overwrite and output.is_file() and is_training_checkpoint(output):
+        raise ConfigError(
+            f"output={output} is a training checkpoint: writing over it would lose its optimizer state and step, and "
+            f"ckpt_path=last could no longer resume. Fix: pass another output (e.g. "
+            f"output={output.with_name('averaged.ckpt')}), or add overwrite=true"
+        )
     if len(paths) == 1:
         log.warning("only one checkpoint: the output is a copy of its weights without the training state")
     checkpoint = average_checkpoints(paths)
-    output = write_checkpoint(checkpoint, cfg.output)
+    atomic_torch_save(checkpoint, output)
     log.info("averaged %s (global steps %s) into %s", ", ".join(map(str, paths)),
              ", ".join(map(str, checkpoint[AVERAGED_KEY]["global_steps"])), output)
     return output
 
 
+@exit_2_on_config_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="average.yaml")
 def main(cfg: DictConfig) -> None:
     run_entry_point(average, cfg)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -217,25 +215,6 @@ def last_checkpoints(ckpt_dir: str | Path, n: int, exclude: Sequence[str | Path]
             f"epoch)"
         )
     return [by_step[step] for step in sorted(by_step)[-n:]]
-
-
-def write_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Save ``checkpoint`` with ``torch.save`` atomically: into a temporary file in the target folder, then renamed
-    over ``path``, so that a crash never leaves a truncated checkpoint behind. Creates missing parent folders.
-
-    Returns: ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # same file system: atomic rename
-    try:
-        with open(tmp, "xb") as f:  # unlike tempfile.mkstemp's 0600, the usual permissions (umask)
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_same_model(

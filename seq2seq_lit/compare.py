@@ -27,6 +27,9 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from .errors import ConfigError
+from .utils.atomic import atomic_open, check_output_path
+
 DEFAULT_METRICS = ("test/bleu", "test/chrf", "val/bleu_best", "global_step", "train_seconds")
 WANDB_SCHEME = "wandb://"
 
@@ -163,7 +166,8 @@ def plot_metric(runs: Sequence[Run], metric: str, label_key: str | None, path: P
     ax.set_xticks(range(len(runs)), labels=labels, rotation=45, ha="right")
     ax.set_ylabel(metric)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", help="overridden key that labels the bars, e.g. model/attention")
     parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
+    if args.plot:
+        try:
+            check_output_path("--plot", args.plot)
+        except ConfigError as e:
+            parser.error(str(e))
     runs = find_runs([p for p in args.paths if not p.startswith(WANDB_SCHEME)])
     for source in (p for p in args.paths if p.startswith(WANDB_SCHEME)):
         try:

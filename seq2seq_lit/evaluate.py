@@ -30,7 +30,8 @@ from .errors import ConfigError
 from .metrics import bleu_by_source_length, corpus_metrics
 from .quantization import quantize_for_decoding
 from .translate import translate_lines
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.atomic import atomic_write_text
+from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "hypotheses.txt").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(output_dir / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _print_summary(metrics, output_dir)
     return metrics
 
@@ -145,6 +146,7 @@ def _print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     console.print(f"hypotheses and metrics written to {output_dir}")
 
 
+@exit_2_on_config_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> dict[str, Any]:
     return run_entry_point(evaluate, cfg)

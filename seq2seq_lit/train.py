@@ -34,7 +34,9 @@ from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
 from .lit_module import TOKENIZERS_KEY
-from .utils.entry import CONFIG_DIR, RunInterrupted, run_entry_point
+from .preflight import check_options, check_run
+from .utils.atomic import atomic_write_text
+from .utils.entry import CONFIG_DIR, RunInterrupted, exit_2_on_config_errors, run_entry_point
 from .utils.loggers import finish_loggers, instantiate_loggers, log_summary
 from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 from .utils.summary import print_summary
@@ -64,7 +66,11 @@ def build_module(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test as configured; returns the metrics also written to ``metrics.json``."""
+    """Fit and test as configured; returns the metrics also written to ``metrics.json``.
+
+    Options, files, the output folder and disk space are checked before the first step (:mod:`seq2seq_lit.preflight`).
+    """
+    check_options(cfg)
     avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any oneDNN operation
     unfuse_optimizer_for_clipping(cfg)
     if cfg.get("seed") is not None:
@@ -88,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"resume with the model settings of the run that wrote it (its .hydra/overrides.yaml)"
         )
     del checkpoint  # Lightning reads it again, with the optimizer and loop states
+    check_run(cfg, datamodule, model, callbacks)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -138,7 +145,7 @@ def _fit_and_test(
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     final = ("test/", "val/bleu_best", "sacrebleu_signature", "best_model_path", "global_step", "train_")
     log_summary(loggers, {k: v for k, v in metrics.items() if k.startswith(final)})
     return metrics
@@ -198,6 +205,7 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
+@exit_2_on_config_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers."""

@@ -1,14 +1,16 @@
 """Translate text with a trained checkpoint: ``python -m seq2seq_lit.translate ckpt_path=... input=FILE output=FILE``.
 
-Reads stdin and writes stdout when ``input`` / ``output`` are omitted. Decodes with the checkpoint's search unless
+Reads stdin and writes stdout when ``input`` / ``output`` are omitted; an empty input (file or stdin) gives an empty
+output, with a warning. Output files are checked before the checkpoint is loaded and written atomically once all
+lines are translated (:mod:`seq2seq_lit.utils.atomic`): a failed run leaves an old output file as it was. Decodes with the checkpoint's search unless
 ``model/search=greedy|beam`` overrides it; ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU
 (:mod:`seq2seq_lit.quantization`). Output formats:
 
 - plain (default): exactly one detokenized line per input line, in input order; an empty (or all-whitespace) input
   line gives an empty output line.
 - n-best (``model.search.n_best`` > 1, or ``scores=true``): the Moses n-best format, ``i ||| translation ||| score``
-  with the 0-based input line ``i``, ``n_best`` lines per input line, best first (one line with an empty translation
-  and score 0 for an empty input line).
+  with the 0-based input line ``i``, ``n_best`` lines per input line, best first (``n_best`` lines with an empty
+  translation and score 0 for an empty input line).
 
 Optionally, for the best translation of each line: hard alignments in Pharaoh ``i-j`` format (``alignment_output``,
 one line per input line; see :mod:`seq2seq_lit.alignment`) and attention heatmaps as PNG files (``attention_dir``,
@@ -34,7 +36,8 @@ from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
 from .quantization import quantize_for_decoding
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.atomic import atomic_open, atomic_write_text, check_output_path
+from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +110,12 @@ def translate_lines(
     return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size, max_src_length)]
 
 
-def _format(results: list[list[Translation]], n_best_format: bool) -> str:
+def _format(results: list[list[Translation]], n_best_format: bool, n_best: int = 1) -> str:
     if not n_best_format:
         return "".join((hyps[0].text if hyps else "") + "\n" for hyps in results)
     rows = []
     for i, hyps in enumerate(results):
-        rows += [f"{i} ||| {h.text} ||| {h.score:.4f}\n" for h in hyps] or [f"{i} |||  ||| 0.0000\n"]
+        rows += [f"{i} ||| {h.text} ||| {h.score:.4f}\n" for h in hyps] or [f"{i} |||  ||| 0.0000\n"] * n_best
     return "".join(rows)
 
 
@@ -124,7 +127,7 @@ def _write_alignments(module: Seq2SeqLitModule, results: list[list[Translation]]
     lines = []
     for hyps in results:
         lines.append(pharaoh(hard_alignment(hyps[0].attention, *_pieces(module, hyps[0]), level=level)) if hyps else "")
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
     log.info("wrote %d alignment lines (%s level, Pharaoh i-j) to %s", len(lines), level, path)
 
 
@@ -136,7 +139,8 @@ def _write_heatmaps(module: Seq2SeqLitModule, results: list[list[Translation]], 
         if hyps:
             src_pieces, tgt_pieces = _pieces(module, hyps[0])
             fig = plot_attention(hyps[0].attention.numpy(), src_pieces, tgt_pieces, title=f"line {i}")
-            fig.savefig(out / f"{i:06d}.png")
+            with atomic_open(out / f"{i:06d}.png", "wb") as f:
+                fig.savefig(f, format="png")
             written += 1
     log.info("wrote %d attention heatmaps to %s", written, out)
 
@@ -147,16 +151,17 @@ def translate(cfg: DictConfig) -> list[str]:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
     if cfg.alignment_level not in ("word", "piece"):
         raise ConfigError(f"alignment_level={cfg.alignment_level!r}: choose word or piece")
+    check_outputs(cfg)
     module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
     if cfg.get("model", {}).get("search"):
         module.search = hydra.utils.instantiate(cfg.model.search)
     quantize = quantize_for_decoding(module, cfg.get("quantize"))
-    lines = read_lines(cfg.input) if cfg.input else _stdin_lines()
+    lines = _input_lines(cfg.input)
     log.info("translating %d lines with %s (quantize=%s), %s", len(lines), cfg.ckpt_path, quantize, module.search)
     results = translate_nbest(module, lines, cfg.batch_size, cfg.get("max_src_length"))
-    text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores)
+    text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores, n_best=module.search.n_best)
     if cfg.output:
-        Path(cfg.output).write_text(text, encoding="utf-8")
+        atomic_write_text(cfg.output, text)
         log.info("wrote %d translations to %s", len(lines), cfg.output)
     else:
         sys.stdout.write(text)
@@ -168,6 +173,39 @@ def translate(cfg: DictConfig) -> list[str]:
     return [hyps[0].text if hyps else "" for hyps in results]
 
 
+def check_outputs(cfg: DictConfig) -> None:
+    """Check, before the checkpoint is loaded, that every output can be written (see
+    :func:`~seq2seq_lit.utils.atomic.check_output_path`); none may be the input unless ``overwrite=true``.
+
+    Raises:
+        ConfigError: naming the key of the output that is a folder, lies in a missing folder, or is the input.
+    """
+    inputs = [("input", cfg.input)] if cfg.input else []
+    for key in ("output", "alignment_output"):
+        if cfg.get(key):
+            check_output_path(key, cfg[key], inputs=inputs, overwrite=bool(cfg.get("overwrite")))
+    if cfg.output and cfg.alignment_output and Path(cfg.output).resolve() == Path(cfg.alignment_output).resolve():
+        raise ConfigError(f"output and alignment_output are both {cfg.output}. Fix: pass two different files")
+    if cfg.attention_dir and Path(cfg.attention_dir).exists() and not Path(cfg.attention_dir).is_dir():
+        raise ConfigError(f"attention_dir={cfg.attention_dir}: a file, not a folder. Fix: pass a folder for the PNG files")
+
+
+def _input_lines(path: str | None) -> list[str]:
+    """The lines to translate: of the file ``path``, else of stdin. No lines (an empty file or stdin) is not an error:
+    nothing is translated, with a warning.
+
+    Raises:
+        DataError: the file is missing or unreadable, or the input is not UTF-8 text (:func:`read_lines`).
+    """
+    if path and Path(path).is_file() and Path(path).stat().st_size == 0:
+        lines = []
+    else:
+        lines = read_lines(path) if path else _stdin_lines()
+    if not lines:
+        log.warning("%s is empty: nothing to translate", path or "<stdin>")
+    return lines
+
+
 def _stdin_lines() -> list[str]:
     """The lines of stdin, read as :func:`~seq2seq_lit.data.read_lines` reads a file (UTF-8, LF or CRLF line ends).
 
@@ -177,6 +215,7 @@ def _stdin_lines() -> list[str]:
     return decode_lines(sys.stdin.buffer.read(), "<stdin>", fix="re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
+@exit_2_on_config_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate.yaml")
 def main(cfg: DictConfig) -> None:
     run_entry_point(translate, cfg)

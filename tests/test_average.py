@@ -13,11 +13,11 @@ from seq2seq_lit.checkpoints import (
     average_checkpoints,
     last_checkpoints,
     load_checkpoint,
-    write_checkpoint,
 )
 from seq2seq_lit.errors import DataError
 from seq2seq_lit.lit_module import TOKENIZERS_KEY
 from seq2seq_lit.translate import translate_lines
+from seq2seq_lit.utils.checkpoint_io import atomic_torch_save
 
 from .conftest import TINY, compose_train, reverse_data_overrides
 from .conftest import run_module
@@ -84,6 +84,7 @@ def test_average_of_two_checkpoints_is_the_elementwise_mean(step_checkpoints):
 
 def test_cli_averages_the_last_checkpoints_into_one_that_translates(step_checkpoints, tmp_path):
     output = tmp_path / "out" / "avg.ckpt"
+    output.parent.mkdir()  # an output's folder must exist (checked before the inputs are read)
     result = run_module("seq2seq_lit.average", f"ckpt_dir={step_checkpoints[2].parent}", "last=2", f"output={output}")
     assert result.returncode == 0, result.stderr
     assert "same global_step 6" in result.stderr  # last.ckpt skipped
@@ -99,7 +100,7 @@ def test_cli_averages_the_last_checkpoints_into_one_that_translates(step_checkpo
     assert len(outputs) == 3 and outputs[1] == "" and all(isinstance(o, str) for o in outputs)
 
     # an averaged checkpoint in the folder is not averaged again
-    write_checkpoint(saved, step_checkpoints[2].parent / "avg_in_folder.ckpt")
+    atomic_torch_save(saved, step_checkpoints[2].parent / "avg_in_folder.ckpt")
     try:
         assert last_checkpoints(step_checkpoints[2].parent, 2) == [step_checkpoints[4], step_checkpoints[6]]
     finally:

@@ -39,7 +39,8 @@ class ResumeCheckpoint(Checkpoint):
     SIGINT (Ctrl+C) and SIGTERM (sent by schedulers before they stop a job) are handled while training: the current
     step, and a validation in progress, finish; then the checkpoint is saved and the run stops with
     :class:`~seq2seq_lit.utils.entry.RunInterrupted` (exit status 130 or 143). A second signal stops the run at once,
-    without a checkpoint. A SIGKILL cannot be caught: the run resumes from the latest periodic checkpoint.
+    without a checkpoint (same exit status). A SIGKILL cannot be caught: the run resumes from the latest periodic
+    checkpoint.
 
     Args:
         dirpath: folder of the checkpoint.
@@ -156,8 +157,11 @@ class ResumeCheckpoint(Checkpoint):
         self._previous_handlers = {}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._signal is not None:
-            raise KeyboardInterrupt  # a second signal: Lightning shuts down at once, without a checkpoint
+        if self._signal is not None:  # a second signal: stop at once, without a checkpoint (exit 128 + signum)
+            raise RunInterrupted(
+                f"{signal.Signals(signum).name} received again: stopped at once, without saving a checkpoint. Resume "
+                f"from the last one saved, {self.path} (ckpt_path=last), if there is one", signum,
+            )
         self._signal = signum
         log.warning(
             "%s received: stopping after the current training step with a checkpoint in %s (send it again to stop at "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from pathlib import Path
+
+from ..utils.atomic import atomic_write_bytes as write_atomically
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -18,23 +18,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
-
-    The bytes go to a temporary file in the same folder (``os.replace`` is atomic only within one file system), which
-    then replaces ``path``. A failed write leaves no temporary file behind.
-
-    Raises:
-        OSError: the folder cannot be created or written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` by the project's rule for writes (:func:`seq2seq_lit.utils.atomic.atomic_open`),
+    creating missing cache folders."""
+    write_atomically(path, data, make_parents=True)

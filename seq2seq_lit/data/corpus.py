@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from seq2seq_lit.data.encoding import check_text_bytes
 from seq2seq_lit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ def decode_lines(data: bytes, name: str, fix: str) -> list[str]:
         fix: how to fix invalid UTF-8, for the error message.
 
     Raises:
-        DataError: ``data`` is not valid UTF-8 (the message gives the line, the byte offset in the line and in the data).
+        DataError: ``data`` is not valid UTF-8 (the message gives the line, the byte offset in the line and in the data),
+            or is UTF-16/UTF-32 text or holds NUL bytes (:func:`~seq2seq_lit.data.encoding.check_text_bytes`).
     """
+    check_text_bytes(data, name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

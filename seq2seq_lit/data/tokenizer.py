@@ -239,6 +239,12 @@ def train_sentencepiece(
                 f"({len(sentences)} sentences): sentencepiece allows at most {largest.group(1)}; fix: lower "
                 f"data.tokenizer.vocab_size to {largest.group(1)} or less"
             ) from None
+        if needed := re.search(r"smaller than required_chars\. \d+ vs (\d+)", message):
+            raise ConfigError(
+                f"data.tokenizer.vocab_size={vocab_size} is too small: the training text has {needed.group(1)} "
+                f"distinct characters and special pieces, each a piece of its own; fix: raise data.tokenizer.vocab_size "
+                f"to {needed.group(1)} or more, or lower data.tokenizer.character_coverage"
+            ) from None
         raise ConfigError(
             f"sentencepiece training failed: {message}; fix: check the data.tokenizer settings "
             f"(e.g. lower data.tokenizer.vocab_size)"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,27 +20,19 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
 from ..errors import DataError
+from .atomic import atomic_open
 from .nonfinite import NonFiniteError
 
 log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` into a temporary file in ``path``'s folder, synced to disk, then renamed over ``path``.
-    Creates missing parent folders; a failed save leaves neither a temporary nor a truncated file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # unlike tempfile.mkstemp's 0600, the usual permissions (umask)
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save(obj)`` to ``path`` by the project's rule for writes (:func:`~seq2seq_lit.utils.atomic.atomic_open`:
+    temporary file beside it, fsync, rename). Creates missing parent folders; a failed save leaves neither a
+    temporary nor a truncated file behind."""
+    with atomic_open(path, "wb", make_parents=True) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "cpu", mmap: bool = False) -> Any:
@@ -54,6 +45,7 @@ def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "c
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found. Fix: pass the path of a .ckpt written by seq2seq-lit training")
+    _check_torch_file(path)
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
@@ -72,6 +64,35 @@ def torch_load_weights_only(path: str | os.PathLike[str], map_location: Any = "c
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(f"{path}: cannot load the checkpoint ({reason}). Fix: pass a complete .ckpt written by seq2seq-lit training") from None
+
+
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format; its legacy format (a pickle, protocol >= 2)
+
+
+def _check_torch_file(path: Path) -> None:
+    """Raise DataError, before unpickling anything, if ``path`` is empty or is not in a format torch.save writes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise DataError(
+            f"{path}: an empty file (0 bytes), not a checkpoint; a copy or a write was interrupted. Fix: pass a "
+            f"complete .ckpt written by seq2seq-lit training (checkpoints/last.ckpt or a step*.ckpt of the run)"
+        )
+    if not head.startswith(_TORCH_MAGIC):
+        raise DataError(
+            f"{path}: not a PyTorch checkpoint (it starts with the bytes {head.hex(' ')}, e.g. a text file). Fix: pass "
+            f"a .ckpt written by seq2seq-lit training"
+        )
+
+
+def is_training_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a checkpoint that training can resume from (it holds an optimizer state); False for any
+    other file, a checkpoint that cannot be read included."""
+    try:
+        checkpoint = torch_load_weights_only(path, mmap=True)
+    except DataError:
+        return False
+    return isinstance(checkpoint, dict) and "optimizer_states" in checkpoint
 
 
 def nonfinite_weights(checkpoint: dict[str, Any]) -> list[str]:

@@ -1,15 +1,24 @@
-"""What every entry point does around its task: user errors become one clear message and exit status 2."""
+"""What every entry point does around its task: user errors become one clear message and exit status 2.
+
+User errors are :class:`~seq2seq_lit.errors.Seq2SeqError`, Lightning's ``MisconfigurationException`` (a bad
+``trainer.*`` value), the OS errors of a full disk or a folder one cannot write (ENOSPC, EDQUOT, EACCES, EPERM, EROFS),
+and Hydra's errors in composing the command line (an unknown option, a bad value): all exit 2 with one line, also
+logged (into ``train.log`` for training). Anything else is a bug: a traceback, exit 1.
+"""
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
 
-from ..errors import Seq2SeqError
+from ..errors import ConfigError, Seq2SeqError
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +26,23 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 """The package's ``seq2seq_lit/conf/`` folder (shipped in the wheel), as an absolute path for
 ``hydra.main(config_path=...)``: a relative ``"../conf"`` is resolved as the Python module ``conf`` when the entry point
 runs as a console script (``s2s-eval``)."""
+
+
+def config_subdir(output_dir: str) -> str:
+    """Where Hydra writes this start's config in its run folder (``hydra.output_subdir``): ``.hydra`` the first time;
+    for a later start in the same folder (``ckpt_path=last hydra.run.dir=<run>``, accepted or refused)
+    ``.hydra/attempt-N`` (N = 2, 3, ...), so that the run's original record is never overwritten."""
+    record = Path(output_dir) / ".hydra"
+    if not (record / "overrides.yaml").exists():
+        return ".hydra"
+    n = 2
+    while (record / f"attempt-{n}").exists():
+        n += 1
+    return f".hydra/attempt-{n}"
+
+
+if not OmegaConf.has_resolver("s2s_config_subdir"):  # used by seq2seq_lit/conf/hydra/default.yaml
+    OmegaConf.register_new_resolver("s2s_config_subdir", config_subdir)
 
 
 class RunInterrupted(Exception):
@@ -32,13 +58,20 @@ class RunInterrupted(Exception):
         self.signum = signum
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+_task_started = False
+
+
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``task(cfg)``; on a :class:`~seq2seq_lit.errors.Seq2SeqError`, print its message (no traceback) and exit 2;
-    on :class:`RunInterrupted`, print its message and exit ``128 + signum``.
+    """Run ``task(cfg)``; on a user error (see the module's docstring), log and print its message (no traceback) and
+    exit 2; on :class:`RunInterrupted`, print its message and exit ``128 + signum``.
 
     Hydra wraps an error raised while instantiating a config in an ``InstantiationException``; the user error is
     found in its chain of causes.
     """
+    global _task_started
+    _task_started = True
     try:
         return task(cfg)
     except RunInterrupted as exc:
@@ -46,11 +79,56 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         print(f"interrupted: {exc}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     except Exception as exc:
-        err: BaseException | None = exc
-        while err is not None and not isinstance(err, Seq2SeqError):
-            err = err.__cause__
+        err = user_error(exc)
         if err is None:
             raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def user_error(exc: BaseException) -> Seq2SeqError | None:
+    """The user error that ``exc`` is or was caused by, as a :class:`~seq2seq_lit.errors.Seq2SeqError` with a fix;
+    None for anything else (a bug)."""
+    err: BaseException | None = exc
+    while err is not None:
+        if isinstance(err, Seq2SeqError):
+            return err
+        if isinstance(err, MisconfigurationException):
+            reason = " ".join(str(err).split()).rstrip(".")
+            return ConfigError(
+                f"the trainer refused the configuration: {reason}. Fix: change the trainer.* or callbacks.* option it names"
+            )
+        if isinstance(err, OSError) and err.errno in _DISK_FULL + _NOT_WRITABLE:
+            where = err.filename or "a file of this run"
+            fix = (
+                f"free space on that disk (df -h {Path(where).parent}) or write to another one (paths.output_dir=DIR, "
+                f"output=FILE)"
+                if err.errno in _DISK_FULL
+                else "make that folder writable, or write to another one (paths.output_dir=DIR, output=FILE)"
+            )
+            return ConfigError(f"{where}: {err.strerror} ({errno.errorcode[err.errno]}); the file was not written. Fix: {fix}")
+        err = err.__cause__
+    return None
+
+
+def exit_2_on_config_errors(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap a ``@hydra.main`` function so that an error Hydra reports before the task starts (an unknown option, a
+    value of the wrong type, a missing config group) exits 2, as the task's own user errors do, instead of Hydra's 1.
+
+    Hydra prints such errors in one or two lines and exits 1 for any error, a bug in the task included; the errors of
+    a task that started keep their status.
+    """
+
+    @functools.wraps(hydra_main)
+    def main(*args: Any, **kwargs: Any) -> Any:
+        global _task_started
+        _task_started = False
+        try:
+            return hydra_main(*args, **kwargs)
+        except SystemExit as exc:
+            if exc.code == 1 and not _task_started:
+                sys.exit(2)
+            raise
+
+    return main

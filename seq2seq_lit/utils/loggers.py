@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
 
 from ..plotting import figure_to_array
+from .atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,8 @@ def log_figure(loggers: list[Logger], key: str, fig: Figure, step: int) -> None:
             logger.experiment.add_image(key, figure_to_array(fig), global_step=step, dataformats="HWC")
         elif isinstance(logger, CSVLogger):
             path = Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path)
+            with atomic_open(path, "wb", make_parents=True) as f:
+                fig.savefig(f, format="png")
 
 
 def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], step: int) -> None:
@@ -196,8 +197,7 @@ def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows
             logger.experiment.add_text(key, "\n".join(lines), global_step=step)
         elif isinstance(logger, CSVLogger):
             path = Path(logger.log_dir) / "tables" / f"{key.replace('/', '_')}_step{step}.tsv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="", encoding="utf-8") as f:
+            with atomic_open(path, "w", make_parents=True, newline="", encoding="utf-8") as f:
                 writer = csv.writer(f, delimiter="\t", lineterminator="\n")
                 writer.writerow(columns)
                 writer.writerows(rows)

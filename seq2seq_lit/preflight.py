@@ -1,0 +1,155 @@
+"""The checks a training run makes before its first step, so that a bad option or file stops it in seconds, not after
+hours of training (``s2s-train``, :func:`seq2seq_lit.train.train`).
+
+In order: :func:`check_options` (on the composed config: option names, values and the validation cadence, before
+anything is built), then :func:`check_run` (with the data module and model built: every split file, the test split
+included, the output folder, free disk space for checkpoints, and the cleaning of orphaned temporary files). Every
+failure is a :class:`~seq2seq_lit.errors.ConfigError` or :class:`~seq2seq_lit.errors.DataError` naming the key or the
+file and the fix; the entry point turns it into one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .errors import ConfigError
+from .utils.atomic import remove_orphaned_temporaries
+
+log = logging.getLogger(__name__)
+
+_CONFIG_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+_MIB = 2**20
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Check the option names and values of a training config, and align the validation cadence with the LR
+    scheduler (:func:`align_validation_cadence`, which edits ``cfg``).
+
+    Raises:
+        ConfigError: a required option not given (``???``); an option that the class it configures does not take
+            (e.g. ``+model.new_key=1``); a learning rate that is not a number > 0; ``trainer.max_steps`` or ``trainer.max_epochs`` of 0 (nothing to train) or
+            below -1.
+    """
+    if missing := sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(f"{missing[0]}: required, and not given (??? in its config). Fix: pass {missing[0]}=VALUE")
+    for key in ("model", "data", "trainer"):
+        if isinstance(cfg.get(key), DictConfig):
+            check_option_names(cfg[key], key)
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if isinstance(callback, DictConfig):
+            check_option_names(callback, f"callbacks.{name}")
+    lr = cfg.model.get("optimizer", {}).get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
+        raise ConfigError(f"model.optimizer.lr={lr!r}: the learning rate must be a number > 0. Fix: e.g. model.optimizer.lr=0.001")
+    if cfg.get("train", True):
+        for key in ("max_steps", "max_epochs"):
+            value = cfg.trainer.get(key)
+            if isinstance(value, int) and (value == 0 or value < -1):
+                raise ConfigError(
+                    f"trainer.{key}={value}: nothing to train. Fix: pass trainer.{key}=N with N >= 1 (-1: no limit), "
+                    f"or train=false to only test a checkpoint"
+                )
+    align_validation_cadence(cfg)
+
+
+def check_option_names(node: DictConfig, key: str) -> None:
+    """Raise ConfigError for a key of ``node`` (a config with ``_target_``) that its target does not take, and so
+    for its nested configs; a target that takes ``**kwargs`` takes any key."""
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        return
+    try:
+        signature = inspect.signature(hydra.utils.get_object(target))
+    except (ImportError, ValueError, TypeError) as e:
+        raise ConfigError(f"{key}._target_={target}: cannot be imported ({e}). Fix: check the name") from None
+    parameters = signature.parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        if unknown := [k for k in node if k not in parameters and k not in _CONFIG_KEYS]:
+            options = ", ".join(p for p in parameters if p not in ("self", "args", "kwargs"))
+            raise ConfigError(
+                f"{key}.{unknown[0]}: not an option of {target} (its options: {options}). Fix: remove "
+                f"+{key}.{unknown[0]}=..., or correct the name"
+            )
+    for name, value in node.items():
+        if isinstance(value, DictConfig):
+            check_option_names(value, f"{key}.{name}")
+
+
+def align_validation_cadence(cfg: DictConfig) -> None:
+    """Make the validation cadence, the scheduler that reads the validation score and the checkpoints work together on
+    any corpus size (editing ``cfg.trainer`` and ``cfg.model.scheduler_config``; each change is logged):
+
+    - ``trainer.val_check_interval=N`` (an int) validates every N optimizer steps, counted across epochs
+      (``check_val_every_n_epoch=None``), so N may exceed the batches of one epoch; a scheduler that monitors a
+      ``val/`` metric per epoch then steps after each validation instead (``interval=step``, ``frequency=N``).
+    - ``trainer.check_val_every_n_epoch=K`` steps such a scheduler every K epochs (``frequency=K``), when the
+      validation score it reads is new.
+
+    The periodic ``last.ckpt`` (``callbacks.resume_checkpoint.every_n_train_steps``) counts optimizer steps whatever
+    the validation cadence; the best checkpoint is saved after a validation.
+    """
+    trainer, model = cfg.trainer, cfg.model
+    interval = trainer.get("val_check_interval")
+    scheduler = model.get("scheduler_config") or {}
+    reads_val = str(scheduler.get("monitor", "")).startswith("val/") and scheduler.get("interval", "epoch") == "epoch"
+    with open_dict(trainer), open_dict(model):
+        if isinstance(interval, int) and not isinstance(interval, bool):
+            if trainer.get("check_val_every_n_epoch") is not None:
+                trainer.check_val_every_n_epoch = None
+                log.info("validating every %d steps across epochs (trainer.val_check_interval=%d)", interval, interval)
+            if reads_val:
+                model.scheduler_config.interval, model.scheduler_config.frequency = "step", interval
+                log.info("the LR scheduler steps after each validation (every %d steps) on %s", interval, scheduler.monitor)
+        elif reads_val and (every := trainer.get("check_val_every_n_epoch")) and scheduler.get("frequency", 1) % every:
+            model.scheduler_config.frequency = every
+            log.info("the LR scheduler steps every %d epochs, after each validation, on %s", every, scheduler.monitor)
+
+
+def check_run(
+    cfg: DictConfig, datamodule: L.LightningDataModule, model: L.LightningModule, callbacks: Iterable[L.Callback]
+) -> None:
+    """Check what the run will need once the data module is set up for fitting and the model is built: the test
+    split's files (read and encoded now), the output folder (writable), and free disk space for checkpoints (a
+    warning with the figures); remove orphaned temporary files of interrupted writes in the checkpoint folders.
+
+    Raises:
+        DataError: a test file is missing, empty, not UTF-8 or misaligned, or no test files are configured.
+        ConfigError: the output folder is not writable.
+    """
+    if cfg.get("test", True):
+        datamodule.setup("test")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"paths.output_dir={output_dir}: not writable. Fix: pass hydra.run.dir=<a folder you can write>")
+    folders = {output_dir, *(Path(c.dirpath) for c in callbacks if getattr(c, "dirpath", None))}
+    for folder in sorted(folders):
+        remove_orphaned_temporaries(folder)
+    if cfg.get("train", True):
+        _warn_if_disk_is_short(output_dir, model)
+
+
+def checkpoint_bytes(model: L.LightningModule) -> int:
+    """About the size of one training checkpoint of ``model``: its weights and Adam's two moments per weight."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _warn_if_disk_is_short(folder: Path, model: L.LightningModule) -> None:
+    size = checkpoint_bytes(model)
+    free = shutil.disk_usage(folder).free
+    if free < 3 * size:  # last.ckpt, the best one, and a temporary copy while one is written
+        log.warning(
+            "only %.0f MiB free in %s; a checkpoint takes about %.0f MiB and up to 3 are on disk at once: the run may "
+            "stop with a full disk. Fix: free space, or pass hydra.run.dir=<a folder on a larger disk>",
+            free / _MIB, folder, size / _MIB,
+        )
