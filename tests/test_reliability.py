@@ -327,6 +327,17 @@ def test_nonfinite_loss_stop_ends_the_run_naming_the_step_and_keeps_the_last_goo
     assert checkpoint["global_step"] == 2  # saved before the NaN, and not after
 
 
+def test_nonfinite_loss_stop_read_every_n_steps_names_the_step_and_writes_no_later_checkpoint(nan_loss_at_step_3, reverse_corpus, tmp_path):
+    """The deferred check of accelerators (no host sync per step), forced on the CPU: the NaN of step 3 is read when
+    the checkpoint of step 4 is due, which is then not written."""
+    from seq2seq_lit.train import train
+
+    expected = r"train/loss is nan at step 3 \(epoch 0, batch 3\): training stopped at step 4, before any later checkpoint"
+    with pytest.raises(NonFiniteError, match=expected):
+        train(compose_train(tiny_run_overrides(reverse_corpus, "model.nonfinite_check_every=5"), tmp_path / "run"))
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
 def test_nan_weights_stop_the_run_before_a_broken_checkpoint_is_written(small_corpus, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in resumable_run_args(small_corpus, run_dir) if "every_n_train_steps" not in a]
