@@ -11,7 +11,6 @@ is enough to translate.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -63,8 +62,8 @@ class Seq2SeqLitModule(L.LightningModule):
             before each checkpoint) rather than every step, which would wait for the device each time; None: every
             step on the CPU, 100 elsewhere (:class:`~seq2seq_lit.utils.nonfinite.NonFiniteWatch`).
 
-    Host syncs: a training step reads nothing back from the device (source lengths stay on the host, token counts
-    and the loss check on the device), except with ``nonfinite_loss=skip`` (one read per step, to decide the update)
+    Host syncs: a training step reads nothing back from the device (source lengths stay on the host,
+    :meth:`~seq2seq_lit.data.Batch.to`; token counts and the loss check on the device), except with ``nonfinite_loss=skip`` (one read per step, to decide the update)
     and at Lightning's logging steps (``trainer.log_every_n_steps``; a progress bar reads the loss at each refresh).
     """
 
@@ -141,13 +140,6 @@ class Seq2SeqLitModule(L.LightningModule):
         if self.tokenizers is None:
             raise RuntimeError("no tokenizers attached: set `module.tokenizers` or load a checkpoint that has them")
         return [self.tokenizers.tgt.decode(ids) for ids in self(batch).best().token_lists()]
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Lightning's move of a batch to ``device``, except ``Batch.src_lengths``, which stays on the host: the model
-        reads it there only (packing the encoder's input, the search's length cap), and reading it back from the
-        device would wait for the device's queue at every step."""
-        moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
-        return dataclasses.replace(moved, src_lengths=batch.src_lengths) if isinstance(batch, Batch) else moved
 
     # -- training ----------------------------------------------------------------------------------------------------
 

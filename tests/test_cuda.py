@@ -27,7 +27,7 @@ def sync_is_an_error():
 def test_a_training_step_on_cuda_never_waits_for_the_device(overrides, tmp_path, request):
     module = tiny_module(tmp_path, *overrides, "model.encoder.lstm_impl=torch", "model.decoder.lstm_impl=torch").to(CUDA)
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, foreach=True)
-    batch = module.transfer_batch_to_device(ragged_batch(), CUDA, 0)
+    batch = ragged_batch().to(CUDA)
     request.getfixturevalue("sync_is_an_error")
     for step in range(3):
         loss, _ = module._token_nll(batch, label_smoothing=0.1, teacher_forcing_ratio=0.6 if overrides else 1.0)
@@ -46,7 +46,7 @@ def test_greedy_and_beam_on_cuda_decode_as_on_the_cpu(tmp_path):
     for search in (GreedySearch(max_length=12), BeamSearch(beam_size=3, alpha=1.0, max_length=12)):
         on_cpu = search(module.net, batch.src, batch.src_lengths, 2, 3).token_lists()
         module.to(CUDA)
-        moved = module.transfer_batch_to_device(batch, CUDA, 0)
+        moved = batch.to(CUDA)
         on_cuda = search(module.net, moved.src, moved.src_lengths, 2, 3).token_lists()
         module.to("cpu")
         assert on_cuda == on_cpu
@@ -57,7 +57,7 @@ def test_attention_weights_stay_float32_and_normalized_under_autocast(dtype, tmp
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
     module = tiny_module(tmp_path).to(CUDA)
-    batch = module.transfer_batch_to_device(ragged_batch(), CUDA, 0)
+    batch = ragged_batch().to(CUDA)
     with torch.autocast("cuda", dtype=dtype):
         logits, weights = module.net(batch.src, batch.src_lengths, batch.tgt_in)
     assert weights.dtype == torch.float32 and torch.isfinite(logits).all()

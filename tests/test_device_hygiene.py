@@ -56,11 +56,12 @@ def test_the_device_check_sees_a_factory_without_a_device_in_the_package_only():
     assert check.calls == ["seq2seq_lit/modules/encoder.py:3 torch.zeros"]
 
 
-def test_batches_keep_their_source_lengths_on_the_host(tmp_path):
+def test_batches_keep_their_source_lengths_and_indices_on_the_host(tmp_path):
     module = tiny_module(tmp_path)
-    moved = module.transfer_batch_to_device(ragged_batch(), torch.device("meta"), 0)
+    moved = module.transfer_batch_to_device(ragged_batch(), torch.device("meta"), 0)  # Lightning's move
     assert moved.src.device.type == moved.tgt_in.device.type == moved.tgt_out.device.type == "meta"
-    assert moved.src_lengths.device.type == "cpu" and moved.src_lengths.tolist() == [4, 6, 8, 10, 12]
+    assert moved.src_lengths.device.type == moved.indices.device.type == "cpu"
+    assert moved.src_lengths.tolist() == [4, 6, 8, 10, 12] and moved.indices.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_pack_and_unpack_give_pytorchs_packed_sequence_and_padding():

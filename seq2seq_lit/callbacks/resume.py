@@ -220,7 +220,7 @@ def _rank_rng_state(saved: list[dict[str, Any]] | dict[str, Any], trainer: L.Tra
             f"ckpt_path={trainer.ckpt_path}: the checkpoint was written by {len(saved)} training process(es), this run "
             f"has {trainer.world_size}; a run resumes exactly only with the same number (each process continues its "
             f"own random stream and share of the batches). Fix: set trainer.devices and trainer.num_nodes so that "
-            f"their product is {len(saved)}, or start a new run from its weights"
+            f"their product is {len(saved)}, or train anew without ckpt_path"
         )
     return saved[trainer.global_rank]
 

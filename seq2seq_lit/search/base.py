@@ -12,8 +12,8 @@ each sentence K beams (:class:`~seq2seq_lit.modules.AttentionCache` shares one r
 Every tensor a search makes is created on the device of ``src``. Host syncs (reads of device values, each waiting for
 the device to finish its queued work) that a search needs:
 
-- the length cap, ``int(src_lengths.max())``: once per batch, none when ``src_lengths`` is on the host (as in
-  training's validation, :meth:`~seq2seq_lit.lit_module.Seq2SeqLitModule.transfer_batch_to_device`);
+- the length cap, ``int(src_lengths.max())``: none when ``src_lengths`` is on the host, as
+  :meth:`~seq2seq_lit.data.Batch.to` leaves it (else one per batch);
 - greedy: one per decoder step, whether any sentence emitted EOS (``ended.any()``), to drop finished sentences and to
   stop, plus the rows kept (``nonzero``) at steps where some did;
 - beam: per decoder step, whether any hypothesis ended (``ends.any()``) and, where some did, their sentences and
