@@ -338,6 +338,19 @@ def test_nonfinite_loss_stop_read_every_n_steps_names_the_step_and_writes_no_lat
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
+def test_the_deferred_loss_check_reads_every_n_steps_and_names_the_first_nonfinite_step():
+    from seq2seq_lit.errors import ConfigError
+    from seq2seq_lit.utils.nonfinite import NonFiniteWatch
+
+    watch = NonFiniteWatch("stop", check_every=3)
+    assert watch.update_allowed(torch.tensor(1.0), step=0, epoch=0, batch_idx=0)
+    assert watch.update_allowed(torch.tensor(float("nan")), step=1, epoch=0, batch_idx=1)  # recorded, not read yet
+    with pytest.raises(NonFiniteError, match=r"train/loss is nan at step 1 \(epoch 0, batch 1\): training stopped at step 2,"):
+        watch.update_allowed(torch.tensor(float("inf")), step=2, epoch=0, batch_idx=2)  # read at step 3 of 3
+    with pytest.raises(ConfigError, match=r"model.nonfinite_check_every=0: must be >= 1"):
+        NonFiniteWatch("stop", check_every=0)
+
+
 def test_nan_weights_stop_the_run_before_a_broken_checkpoint_is_written(small_corpus, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in resumable_run_args(small_corpus, run_dir) if "every_n_train_steps" not in a]

@@ -11,6 +11,7 @@ from ..errors import ConfigError, Seq2SeqError
 log = logging.getLogger(__name__)
 
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
+DEFAULT_CHECK_EVERY = 100  # steps between reads of the loss check on an accelerator (NonFiniteWatch)
 
 
 class NonFiniteError(Seq2SeqError):
@@ -112,6 +113,3 @@ class NonFiniteWatch:
         first_step, epoch, batch_idx, loss = self._first.tolist()
         if first_step >= 0:
             on_nonfinite_loss("stop", loss, int(first_step), int(epoch), int(batch_idx), detected_at=step)
-
-
-DEFAULT_CHECK_EVERY = 100
