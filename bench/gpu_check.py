@@ -186,24 +186,24 @@ def format_table(figures: dict[str, Any]) -> str:
     tests = figures["cuda_tests"]
     if tests:
         counts = ", ".join(f"{tests[k]} {k}" for k in ("passed", "skipped", "failed") if k in tests)
-        table.add_row("unit tests -m cuda", _ok(tests), counts, "", "", "", "", f"{tests['seconds']:.0f}")
+        table.add_row("unit tests -m cuda", _ok(tests), counts, "", "", "", "", f"{tests['seconds']:.1f}")
     for row in figures["training"]:
         table.add_row(
             f"train {row['precision']}, input feeding {'on' if row['input_feeding'] else 'off'}", _ok(row),
             _fmt(row.get("train/loss"), ".3f"), _fmt(row.get("test/bleu"), ".2f"), _fmt(row.get("tokens_per_s"), ",.0f"),
-            _fmt(row.get("peak_memory_mib"), ",.0f"), "", f"{row['seconds']:.0f}",
+            _fmt(row.get("peak_memory_mib"), ",.0f"), "", f"{row['seconds']:.1f}",
         )
     decode = figures["decode"]
     for search in ("greedy", "beam5"):
         if search in decode:
             table.add_row(f"decode {search} ({decode['sentences']} sentences)", _ok(decode), "",
                           _fmt(decode[search]["bleu"], ".2f"), "", "", _fmt(decode[search]["sentences_per_s"], ",.1f"),
-                          f"{decode[search]['seconds']:.0f}")
+                          f"{decode[search]['seconds']:.1f}")
     if not decode.get("ok", True) or (decode and "greedy" not in decode):
         table.add_row("decode", _ok(decode), "", "", "", "", "", "")
     ddp = figures["ddp"]
     table.add_row(f"ddp 1 device ({ddp.get('backend')})", _ok(ddp), _fmt(ddp.get("train/loss"), ".3f"),
-                  _fmt(ddp.get("test/bleu"), ".2f"), "", "", "", f"{ddp['seconds']:.0f}")
+                  _fmt(ddp.get("test/bleu"), ".2f"), "", "", "", f"{ddp['seconds']:.1f}")
     console = Console(width=140, record=True, file=open(os.devnull, "w"))
     console.print(table)
     return console.export_text()
