@@ -27,7 +27,7 @@ from .metrics import bleu_by_source_length, corpus_scores
 from .modules import Seq2Seq
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
-from .utils.nonfinite import check_nonfinite_action, on_nonfinite_loss
+from .utils.nonfinite import NonFiniteWatch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ class Seq2SeqLitModule(L.LightningModule):
         pad_id, bos_id, eos_id: special ids of the target vocabulary.
         nonfinite_loss: on a NaN or infinite training loss, ``stop`` the run (NonFiniteError naming the step) or
             ``skip`` the step's update with a warning.
+        nonfinite_check_every: under ``stop`` on an accelerator, read the loss check every this many steps (and
+            before each checkpoint) rather than every step, which would wait for the device each time; None: every
+            step on the CPU, 100 elsewhere (:class:`~seq2seq_lit.utils.nonfinite.NonFiniteWatch`).
+
+    Host syncs: a training step reads nothing back from the device (source lengths stay on the host,
+    :meth:`~seq2seq_lit.data.Batch.to`; token counts and the loss check on the device), except with ``nonfinite_loss=skip`` (one read per step, to decide the update)
+    and at Lightning's logging steps (``trainer.log_every_n_steps``; a progress bar reads the loss at each refresh).
     """
 
     def __init__(
@@ -83,9 +90,10 @@ class Seq2SeqLitModule(L.LightningModule):
         bos_id: int = 2,
         eos_id: int = 3,
         nonfinite_loss: str = "stop",
+        nonfinite_check_every: int | None = None,
     ) -> None:
         super().__init__()
-        check_nonfinite_action(nonfinite_loss)
+        self._nonfinite = NonFiniteWatch(nonfinite_loss, nonfinite_check_every)
         encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
         optimizer, scheduler, scheduler_config, search, teacher_forcing = (
             _plain(optimizer),
@@ -115,7 +123,7 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
         self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
-        self.trained_tokens = 0  # non-pad source + target tokens seen in training, for throughput figures
+        self._trained_tokens: torch.Tensor | None = None  # on the device, so that counting does not wait for it
 
     # -- inference ---------------------------------------------------------------------------------------------------
 
@@ -135,13 +143,20 @@ class Seq2SeqLitModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------------------------
 
-    def _token_nll(self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float) -> tuple[torch.Tensor, int]:
-        """Mean cross-entropy per non-pad target token, and that token count."""
+    @property
+    def trained_tokens(self) -> int:
+        """Non-pad source + target tokens (EOS included) this process trained on, for throughput figures."""
+        return 0 if self._trained_tokens is None else int(self._trained_tokens)
+
+    def _token_nll(
+        self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy per non-pad target token, and that token count (a 0-d tensor on the batch's device)."""
         schedule = self.teacher_forcing
         logits, _ = self.net(
             batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio, schedule.feed, schedule.parallel
         )  # (B, T, V)
-        num_tokens = batch.num_tgt_tokens
+        num_tokens = (batch.tgt_out != self.hparams.pad_id).sum()
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(),
             batch.tgt_out.flatten(),
@@ -154,12 +169,16 @@ class Seq2SeqLitModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
         loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, ratio)
-        if not torch.isfinite(loss):  # stop raises; skip returns None, which makes Lightning skip the update
-            return on_nonfinite_loss(self.hparams.nonfinite_loss, loss, self.global_step, self.current_epoch, batch_idx)
+        if not self._nonfinite.update_allowed(loss, self.global_step, self.current_epoch, batch_idx):
+            return None  # Lightning skips the update
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
-        self.trained_tokens += num_tokens + int(batch.src_lengths.sum())
+        tokens = num_tokens + batch.src_lengths.sum()
+        self._trained_tokens = tokens if self._trained_tokens is None else self._trained_tokens + tokens
         return loss
+
+    def on_train_end(self) -> None:
+        self._nonfinite.check(self.global_step)
 
     # -- evaluation --------------------------------------------------------------------------------------------------
 
@@ -208,7 +227,7 @@ class Seq2SeqLitModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         scores = self._eval_epoch_end("val", self.val_loss)
         if not self.trainer.sanity_checking:
-            self.val_bleu_best.update(torch.tensor(scores["val/bleu"]))
+            self.val_bleu_best.update(torch.tensor(scores["val/bleu"], device=self.device))
             self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True, sync_dist=self.trainer.world_size > 1)
 
     def on_validation_epoch_start(self) -> None:
@@ -235,6 +254,7 @@ class Seq2SeqLitModule(L.LightningModule):
     # -- checkpoints -------------------------------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._nonfinite.check(self.global_step)  # no checkpoint after a non-finite loss not read yet
         if self.tokenizers is not None:
             checkpoint[TOKENIZERS_KEY] = self.tokenizers.state_dict()
 

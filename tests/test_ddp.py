@@ -182,24 +182,54 @@ def test_data_module_shards_for_the_trainer_and_refuses_lightnings_sampler_repla
         datamodule.val_dataloader()
 
 
-def test_ddp_run_resumed_mid_epoch_ends_with_the_weights_of_the_uninterrupted_run(odd_corpus, tmp_path):
+def _resume_state_key(checkpoint: dict) -> str:
+    return next(key for key in checkpoint["callbacks"] if key.startswith("ResumeCheckpoint"))
+
+
+def test_ddp_run_with_dropout_and_sampling_resumed_mid_epoch_ends_with_the_weights_of_the_uninterrupted_run(odd_corpus, tmp_path):
     """Each process resumes its own shard of the epoch where it stopped (the loader state of rank zero, which every
-    rank shares since all take the same number of steps)."""
+    rank shares since all take the same number of steps) and its own random stream (dropout 0.2, scheduled-sampling
+    coins); the control resumes every rank from rank 0's stream, and ends elsewhere."""
     data = ["data=parallel_text", "data.tokenizer.vocab_size=24", "data.batch_size=32", "data.eval_batch_size=51"]
     data += [f"data.{key}={path}" for key, path in odd_corpus.items()]
-    common = [*TINY, *data, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "logger=csv", "test=false",
-              "trainer.max_steps=60", "callbacks.attention_heatmaps=null", "callbacks.sample_translations=null",
-              f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache"]
+    random_training = ["model.dropout=0.2", "model/teacher_forcing=inverse_sigmoid", "model.teacher_forcing.k=20",
+                       "trainer.deterministic=true"]  # teacher-forcing ratio 0.95 at step 0, 0.5 at step 60
+    tiny = [a for a in TINY if not a.startswith("model.dropout=")]
+    common = [*tiny, *random_training, *data, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+              "logger=csv", "test=false", "trainer.max_steps=60", "callbacks.attention_heatmaps=null",
+              "callbacks.sample_translations=null", f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache"]
     steps = tmp_path / "steps"
     every_30 = f"+callbacks.every_30={{_target_:lightning.pytorch.callbacks.ModelCheckpoint,every_n_train_steps:30,save_top_k:-1,dirpath:{steps},filename:'s{{step}}'}}"
     result = run_module("seq2seq_lit.train", *common, every_30, f"hydra.run.dir={tmp_path}/whole")
     assert result.returncode == 0, result.stderr[-3000:]
     mid_epoch = tmp_path / "step30.ckpt"  # an epoch is 47 steps per process
     (steps / "sstep=30.ckpt").rename(mid_epoch)
-    result = run_module("seq2seq_lit.train", *common, f"ckpt_path={mid_epoch}", f"hydra.run.dir={tmp_path}/resumed")
-    assert result.returncode == 0, result.stderr[-3000:]
-    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert whole["global_step"] == resumed["global_step"] == 60
+
+    checkpoint = torch.load(mid_epoch, weights_only=True)
+    rng = checkpoint["callbacks"][_resume_state_key(checkpoint)]["rng"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # one state per rank
+    rng[1] = rng[0]
+    rank0_everywhere = tmp_path / "step30_rank0_state_everywhere.ckpt"
+    torch.save(checkpoint, rank0_everywhere)
+
+    def resumed_weights(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
+        result = run_module("seq2seq_lit.train", *common, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/{name}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        resumed = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
+        assert resumed["global_step"] == 60
+        return resumed["state_dict"]
+
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert whole["global_step"] == 60
+    resumed = resumed_weights(mid_epoch, "resumed")
     for key, value in whole["state_dict"].items():
-        assert torch.equal(value, resumed["state_dict"][key]), key
+        assert torch.equal(value, resumed[key]), key
+    control = resumed_weights(rank0_everywhere, "control")
+    assert not all(torch.equal(value, control[key]) for key, value in whole["state_dict"].items())
+
+    # Another number of processes cannot continue the two streams and shards: refused before any step.
+    one_process = [a for a in common if not a.startswith("trainer=ddp") and a != "trainer.devices=2"]
+    result = run_module("seq2seq_lit.train", *one_process, f"ckpt_path={mid_epoch}", f"hydra.run.dir={tmp_path}/one")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "the checkpoint was written by 2 training process(es), this run has 1" in result.stderr
+    assert "trainer.devices and trainer.num_nodes" in result.stderr

@@ -327,6 +327,30 @@ def test_nonfinite_loss_stop_ends_the_run_naming_the_step_and_keeps_the_last_goo
     assert checkpoint["global_step"] == 2  # saved before the NaN, and not after
 
 
+def test_nonfinite_loss_stop_read_every_n_steps_names_the_step_and_writes_no_later_checkpoint(nan_loss_at_step_3, reverse_corpus, tmp_path):
+    """The deferred check of accelerators (no host sync per step), forced on the CPU: the NaN of step 3 is read when
+    the checkpoint of step 4 is due, which is then not written."""
+    from seq2seq_lit.train import train
+
+    expected = r"train/loss is nan at step 3 \(epoch 0, batch 3\): training stopped at step 4, before any later checkpoint"
+    with pytest.raises(NonFiniteError, match=expected):
+        train(compose_train(tiny_run_overrides(reverse_corpus, "model.nonfinite_check_every=5"), tmp_path / "run"))
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_the_deferred_loss_check_reads_every_n_steps_and_names_the_first_nonfinite_step():
+    from seq2seq_lit.errors import ConfigError
+    from seq2seq_lit.utils.nonfinite import NonFiniteWatch
+
+    watch = NonFiniteWatch("stop", check_every=3)
+    assert watch.update_allowed(torch.tensor(1.0), step=0, epoch=0, batch_idx=0)
+    assert watch.update_allowed(torch.tensor(float("nan")), step=1, epoch=0, batch_idx=1)  # recorded, not read yet
+    with pytest.raises(NonFiniteError, match=r"train/loss is nan at step 1 \(epoch 0, batch 1\): training stopped at step 2,"):
+        watch.update_allowed(torch.tensor(float("inf")), step=2, epoch=0, batch_idx=2)  # read at step 3 of 3
+    with pytest.raises(ConfigError, match=r"model.nonfinite_check_every=0: must be >= 1"):
+        NonFiniteWatch("stop", check_every=0)
+
+
 def test_nan_weights_stop_the_run_before_a_broken_checkpoint_is_written(small_corpus, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in resumable_run_args(small_corpus, run_dir) if "every_n_train_steps" not in a]

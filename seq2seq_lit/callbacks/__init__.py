@@ -1,8 +1,9 @@
 """Lightning callbacks of seq2seq-lit."""
 
 from .attention_heatmaps import AttentionHeatmaps
+from .rank_streams import RankRandomStreams
 from .resume import ResumeCheckpoint
 from .sample_translations import SampleTranslations
 from .validate_on_last_step import ValidateOnLastStep
 
-__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "SampleTranslations", "ValidateOnLastStep"]
+__all__ = ["AttentionHeatmaps", "RankRandomStreams", "ResumeCheckpoint", "SampleTranslations", "ValidateOnLastStep"]

@@ -13,9 +13,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Checkpoint
 from torchmetrics import Metric
 
+from ..errors import ConfigError
 from ..utils.entry import RunInterrupted
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,10 @@ class ResumeCheckpoint(Checkpoint):
     Lightning's checkpoints already hold the weights, optimizer, LR schedulers, loop progress (step and epoch), the
     training DataLoader's position (:class:`~seq2seq_lit.data.datamodule.ResumableDataLoader`) and the other callbacks'
     state. This callback adds what an exact continuation also needs: the random number generators (dropout,
-    scheduled-sampling coins) and the LightningModule's metric states (``val/bleu_best``).
+    scheduled-sampling coins) of every process, one entry per rank gathered when the checkpoint is saved and each
+    rank's own restored on resume, and the LightningModule's metric states (``val/bleu_best``). A checkpoint resumes
+    only with the number of processes that wrote it (else :class:`~seq2seq_lit.errors.ConfigError` when training
+    starts).
 
     It saves only after a training step that neither a validation nor the end of the epoch follows: Lightning resumes
     a checkpoint saved at the end of a training batch after that batch, skipping the validation and the epoch-end
@@ -71,7 +76,7 @@ class ResumeCheckpoint(Checkpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._saved_step = trainer.global_step
         if self._restored is not None:
-            _set_rng_states(self._restored["rng"])
+            _set_rng_states(_rank_rng_state(self._restored["rng"], trainer))
             _set_metric_states(pl_module, self._restored["metrics"])
             self._restored = None
         self._install_signal_handlers()
@@ -174,7 +179,8 @@ class ResumeCheckpoint(Checkpoint):
         self._module = pl_module
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_states(), "metrics": _metric_states(self._module) if self._module is not None else {}}
+        # Called on every process while a checkpoint is saved (rank 0 writes it): the states of all ranks go in.
+        return {"rng": _gathered(_rng_states()), "metrics": _metric_states(self._module) if self._module is not None else {}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict  # applied in on_train_start, after Lightning's set-up has used random numbers
@@ -191,6 +197,36 @@ def _rng_states() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+def _gathered(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """``state`` of every process, by rank (a list of one without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _rank_rng_state(saved: list[dict[str, Any]] | dict[str, Any], trainer: L.Trainer) -> dict[str, Any]:
+    """This process' random state among the ``saved`` ones (one per rank).
+
+    Raises:
+        ConfigError: the checkpoint was written by another number of processes: each process resumes its own random
+            stream and its own share of the epoch's batches, which a different number of processes cannot continue.
+    """
+    if isinstance(saved, dict):  # written before the states were saved per rank: rank 0's state only
+        if trainer.world_size > 1:
+            log.warning("the checkpoint holds the random state of rank 0 only: every rank resumes from it")
+        return saved
+    if len(saved) != trainer.world_size:
+        raise ConfigError(
+            f"ckpt_path={trainer.ckpt_path}: the checkpoint was written by {len(saved)} training process(es), this run "
+            f"has {trainer.world_size}; a run resumes exactly only with the same number (each process continues its "
+            f"own random stream and share of the batches). Fix: set trainer.devices and trainer.num_nodes so that "
+            f"their product is {len(saved)}, or train anew without ckpt_path"
+        )
+    return saved[trainer.global_rank]
 
 
 def _set_rng_states(states: dict[str, Any]) -> None:

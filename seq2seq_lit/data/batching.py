@@ -49,15 +49,20 @@ class Batch:
         return 0 if self.tgt_out is None else int((self.tgt_out != PAD_ID).sum())
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """A copy with every tensor on ``device`` (Lightning calls this to move batches)."""
+        """A copy with the token tensors on ``device`` (Lightning calls this to move batches); ``src_lengths`` and
+        ``indices`` stay on the host, where they are read (packing the encoder's input, the search's length cap,
+        corpus positions): on a GPU, reading them back from the device would wait for its queue of kernels."""
         return dataclasses.replace(
             self,
             **{
                 f.name: value.to(device, non_blocking=non_blocking)
                 for f in dataclasses.fields(self)
-                if (value := getattr(self, f.name)) is not None
+                if (value := getattr(self, f.name)) is not None and f.name not in HOST_FIELDS
             },
         )
+
+
+HOST_FIELDS = ("src_lengths", "indices")  # Batch fields that Batch.to leaves on the host
 
 
 def _pad(rows: Sequence[Sequence[int]], bos: bool, eos: bool) -> tuple[Tensor, Tensor]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import ConfigError
+from .packing import pack, unpack
 from .rnn_state import RNNState, map_state, rnn_class
 from .stepwise_lstm import check_impl, packed_lstm, use_stepwise
 
@@ -20,7 +20,7 @@ BIDIRECTIONAL_CHOICES = (True, False, "bottom")
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     """Reverse the first ``lengths[b]`` positions of each row of ``x`` ``(B, S, *)``, leaving padding in place."""
     positions = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, S)
-    lengths = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    lengths = lengths.to(x.device, non_blocking=True).unsqueeze(1)  # (B, 1); host lengths: no wait for the device
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (B, S)
     return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
@@ -93,7 +93,7 @@ class RNNEncoder(nn.Module):
         """
         if self.reverse_source:
             embedded = reverse_padded(embedded, src_lengths)
-        packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack(embedded, src_lengths)
         finals = []
         for index, layer in enumerate(self.layers):
             layer_input = packed if index == 0 else packed._replace(data=self.dropout(packed.data))
@@ -103,7 +103,7 @@ class RNNEncoder(nn.Module):
                 output = output._replace(data=output.data + packed.data)
             finals.append(map_state(_concat_directions, final))
             packed = output
-        outputs, _ = pad_packed_sequence(packed, batch_first=True, total_length=embedded.size(1))
+        outputs = unpack(packed, total_length=embedded.size(1))
         if self.reverse_source:
             outputs = reverse_padded(outputs, src_lengths)
         if isinstance(finals[0], tuple):

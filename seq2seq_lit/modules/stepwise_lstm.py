@@ -295,8 +295,9 @@ def _reversed_order(batch_sizes: Tensor) -> Tensor:
 
     Packed row ``(t, r)`` (step t, sorted sequence r of length L_r) is taken from row ``(L_r - 1 - t, r)``.
     """
+    host = batch_sizes.device  # PackedSequence keeps batch_sizes on the host; the caller moves the result
     offsets = batch_sizes.cumsum(0) - batch_sizes  # (T,) first packed row of each step
-    steps = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes)  # (N,) the step of each packed row
-    rows = torch.arange(int(batch_sizes.sum())) - offsets[steps]  # (N,) the sorted sequence of each packed row
-    lengths = (batch_sizes.unsqueeze(1) > torch.arange(int(batch_sizes[0]))).sum(0)  # (B,) sorted, descending
+    steps = torch.repeat_interleave(torch.arange(len(batch_sizes), device=host), batch_sizes)  # (N,) step of each row
+    rows = torch.arange(int(batch_sizes.sum()), device=host) - offsets[steps]  # (N,) the sorted sequence of each row
+    lengths = (batch_sizes.unsqueeze(1) > torch.arange(int(batch_sizes[0]), device=host)).sum(0)  # (B,) descending
     return offsets[lengths[rows] - 1 - steps] + rows

@@ -8,6 +8,19 @@ src_lengths) -> (cache, state)``, ``decode_step(prev_tokens, state, cache) -> (l
 S))`` and ``pad_id`` (as :class:`~seq2seq_lit.modules.Seq2Seq` has). Cache and state must support
 ``index_select(0-dim index)`` to repeat, reorder and drop sentences, and the cache ``repeat_interleave(K)`` to give
 each sentence K beams (:class:`~seq2seq_lit.modules.AttentionCache` shares one row among them where it can).
+
+Every tensor a search makes is created on the device of ``src``. Host syncs (reads of device values, each waiting for
+the device to finish its queued work) that a search needs:
+
+- the length cap, ``int(src_lengths.max())``: none when ``src_lengths`` is on the host, as
+  :meth:`~seq2seq_lit.data.Batch.to` leaves it (else one per batch);
+- greedy: one per decoder step, whether any sentence emitted EOS (``ended.any()``), to drop finished sentences and to
+  stop, plus the rows kept (``nonzero``) at steps where some did;
+- beam: per decoder step, whether any hypothesis ended (``ends.any()``) and, where some did, their sentences and
+  scores (``tolist``: the finished hypotheses are kept on the host); the sentences still decoded and the
+  early-stopping bounds (``tolist``), which sentences go on (``undone.any()`` / ``all()``), and the boolean-mask
+  selections of rows (``[keep]``, ``[undone]``, each sized on the host);
+- the result, once per batch: :meth:`Hypotheses.token_lists` reads the tokens.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class BeamSearch(Search):
         hypothesis (summed log-probability ``best_alive`` ``(n,)``) could still beat the ``n_best``-th finished one if
         it ended at the next step. Log-probabilities only fall as a hypothesis grows, so without length penalty no
         better hypothesis is missed; with it this is the usual heuristic (as in Hugging Face's beam search)."""
-        bounds = (best_alive / length_penalty(torch.tensor(step + 2), self.alpha)).tolist()
+        bounds = (best_alive / length_penalty(best_alive.new_full((), step + 2), self.alpha)).tolist()
         undone = []
         for b, bound in zip(sentences, bounds):
             scores = sorted((h[0] for h in finished[b]), reverse=True)

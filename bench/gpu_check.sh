@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# First check on a machine with one NVIDIA GPU: cuda unit tests, 200-step trainings in 32 / 16-mixed / bf16-mixed
+# with input feeding on and off (loss, test BLEU, tokens/s, peak memory), greedy and beam-5 decoding, DDP through
+# NCCL on one device; prints a table and writes <out>/gpu_check.json. Details: bench/gpu_check.py, docs/multi-device.md.
+#
+#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+#   SEQ2SEQ_DATA_DIR=/path/to/data bash bench/gpu_check.sh            # on the GPU
+#   SEQ2SEQ_DATA_DIR=/path/to/data bash bench/gpu_check.sh --cpu      # the same steps on the CPU
+#   bash bench/gpu_check.sh --cpu --steps 20 -- data=parallel_text ...  # other settings for every run
+#
+# PYTHON picks the interpreter (default: the project's .venv, as `make install` creates it).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+if [[ ! -x "$PYTHON" ]]; then
+    echo "gpu_check: $PYTHON not found. Fix: run make install first (or set PYTHON=/path/to/python)" >&2
+    exit 2
+fi
+if [[ -z "${SEQ2SEQ_DATA_DIR:-}" && " $* " != *" data="* ]]; then
+    echo "gpu_check: SEQ2SEQ_DATA_DIR is not set: Multi30k would be downloaded. Fix: SEQ2SEQ_DATA_DIR=<folder with multi30k/>" >&2
+    exit 2
+fi
+exec "$PYTHON" bench/gpu_check.py "$@"
