@@ -18,7 +18,7 @@ schedule           factor at step ``s``                                         
 
 Every schedule starts with ``w`` linear warmup steps, the factor rising from ``1 / w`` to 1 (LinearLR; ``w = 0``: no
 warmup), composed with the schedule by SequentialLR; ``noam`` has its warmup in its formula. The per-step schedules run
-with Lightning's ``interval: step``; ``plateau`` runs per epoch, and its warmup is a second scheduler that runs per step.
+with Lightning's ``interval: step``; ``plateau`` runs per epoch, and its warmup is a second scheduler, run per step.
 LambdaLR's factors are picklable objects, so their settings travel in the checkpoint's scheduler state and a resumed run
 continues the schedule exactly.
 """
@@ -56,8 +56,8 @@ def _after_warmup(optimizer: Optimizer, warmup_steps: int, schedule: LRScheduler
 def _decay_steps(name: str, warmup_steps: int, total_steps: int | None) -> int:
     if total_steps is None or total_steps <= 0:
         raise ConfigError(
-            f"model/scheduler={name} decays over the whole run, but model.scheduler.total_steps={total_steps}; fix: set "
-            f"trainer.max_steps (total_steps follows it) or model.scheduler.total_steps"
+            f"model/scheduler={name} decays over the whole run, but model.scheduler.total_steps={total_steps}; "
+            f"fix: set trainer.max_steps (total_steps follows it) or model.scheduler.total_steps"
         )
     return total_steps - warmup_steps
 
@@ -67,14 +67,18 @@ def constant(optimizer: Optimizer, warmup_steps: int = 0) -> LRScheduler:
     return _after_warmup(optimizer, warmup_steps, ConstantLR(optimizer, factor=1.0, total_iters=0))
 
 
-def linear(optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_factor: float = 0.0) -> LRScheduler:
+def linear(
+    optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_factor: float = 0.0
+) -> LRScheduler:
     """Linear decay from ``lr`` after the warmup to ``min_factor * lr`` at ``total_steps``."""
     steps = _decay_steps("linear", warmup_steps, total_steps)
     return _after_warmup(optimizer, warmup_steps, LinearLR(optimizer, 1.0, min_factor, total_iters=steps))
 
 
-def cosine(optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_factor: float = 0.0) -> LRScheduler:
-    """Cosine decay (Loshchilov & Hutter 2017, without restarts) from ``lr`` to ``min_factor * lr`` at ``total_steps``."""
+def cosine(
+    optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None, min_factor: float = 0.0
+) -> LRScheduler:
+    """Cosine decay (Loshchilov & Hutter 2017, no restarts) from ``lr`` to ``min_factor * lr`` at ``total_steps``."""
     steps = _decay_steps("cosine", warmup_steps, total_steps)
     eta_min = [min_factor * group["lr"] for group in optimizer.param_groups]
     schedule = CosineAnnealingLR(optimizer, T_max=steps, eta_min=eta_min[0])

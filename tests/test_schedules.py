@@ -15,7 +15,8 @@ from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.schedules import lightning_schedulers
 
 from .conftest import compose_train, reverse_data_overrides, run_module
-from .test_reliability import logged_metrics, resumable_run_args, small_corpus  # noqa: F401 (a fixture)
+from .test_reliability import logged_metrics, small_corpus  # noqa: F401 (a fixture)
+from .test_training_options import final_checkpoints, whole_and_resumed_runs
 
 SCHEDULES = ("plateau", "constant", "linear", "cosine", "inverse_sqrt", "noam")
 
@@ -72,27 +73,17 @@ def test_an_unknown_schedule_lists_the_choices(reverse_corpus, tmp_path):
 def test_a_per_step_schedule_logs_every_step_and_resumes_exactly(small_corpus, tmp_path):
     """Cosine with warmup over 30 steps, interrupted by SIGINT at step 12: the resumed run's learning rates and
     scheduler state equal the uninterrupted run's."""
-    schedule = ["model/scheduler=cosine", "model.scheduler.warmup_steps=5", "trainer.max_steps=30"]
-    runs = {}
-    for name, extra in (("whole", []), ("resumed", ["+callbacks.kill._target_=tests.reliability_helpers.SignalAtStep",
-                                                      "+callbacks.kill.step=12", "+callbacks.kill.signal=SIGINT"])):
-        run_dir = tmp_path / name
-        args = resumable_run_args(small_corpus, run_dir) + schedule
-        result = run_module("seq2seq_lit.train", *args, *extra)
-        if extra:
-            assert result.returncode == 130, result.stderr[-3000:]
-            result = run_module("seq2seq_lit.train", *args, "ckpt_path=last")
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs[name] = run_dir
+    kill = ["+callbacks.kill._target_=tests.reliability_helpers.SignalAtStep", "+callbacks.kill.step=12",
+            "+callbacks.kill.signal=SIGINT"]
+    settings = ["model/scheduler=cosine", "model.scheduler.warmup_steps=5", "trainer.max_steps=30"]
+    runs = whole_and_resumed_runs(small_corpus, tmp_path, settings, kill, saved="at step 12")
     whole, resumed = logged_metrics(runs["whole"]), logged_metrics(runs["resumed"])
     rates = {step: value for (step, key), value in whole.items() if key == "lr-Adam"}
     assert len(rates) >= 29  # logged per step, not per epoch
     assert rates[0] == pytest.approx(0.01 / 5) and rates[5] == pytest.approx(0.01)
     assert {k: v for k, v in resumed.items() if k[1] == "lr-Adam"} == {k: v for k, v in whole.items() if k[1] == "lr-Adam"}
-    final = {name: torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for name, run in runs.items()}
+    final = final_checkpoints(runs)
     assert final["resumed"]["lr_schedulers"] == final["whole"]["lr_schedulers"]
-    for name, tensor in final["whole"]["state_dict"].items():
-        assert torch.equal(final["resumed"]["state_dict"][name], tensor), name
 
 
 def test_the_default_schedule_is_unchanged():
