@@ -6,6 +6,7 @@ trained: the checkpoint's sentencepiece models are used), translates the sources
 :func:`~seq2seq_lit.translate.translate_lines` and the checkpoint's search (or ``model/search=...``), and scores the
 detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length. Writes
 ``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
+``ckpt_path=[a.ckpt,b.ckpt]`` scores the ensemble of the checkpoints (:mod:`seq2seq_lit.ensemble`).
 ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.quantization`).
 Config: ``seq2seq_lit/conf/evaluate.yaml``.
 """
@@ -24,11 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .checkpoints import AVERAGED_KEY, load_checkpoint, read_checkpoint, resolve_device
+from .checkpoints import AVERAGED_KEY, read_checkpoint
 from .data import read_parallel
+from .decoding import load_decoder
 from .errors import ConfigError
 from .metrics import bleu_by_source_length, corpus_metrics
-from .quantization import quantize_for_decoding
 from .translate import translate_lines
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
@@ -83,16 +84,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     src_path, ref_path = split_files(cfg.data, split)
     sources, references = read_parallel(src_path, ref_path)
 
-    device = resolve_device(cfg.device)
-    module = load_checkpoint(cfg.ckpt_path, device)
-    search = module.hparams.get("search")
-    if cfg.get("model", {}).get("search"):
-        module.search = hydra.utils.instantiate(cfg.model.search)
-        search = OmegaConf.to_container(cfg.model.search, resolve=True)
-    quantize = quantize_for_decoding(module, cfg.get("quantize"))
-    stored = read_checkpoint(cfg.ckpt_path)
+    decoder = load_decoder(cfg)
+    module, device = decoder.module, decoder.device
+    stored = [read_checkpoint(path) for path in decoder.paths]
     log.info(
-        "translating %d sentences of %s with %s on %s (quantize=%s)", len(sources), src_path, cfg.ckpt_path, device, quantize
+        "translating %d sentences of %s with %s on %s (quantize=%s)",
+        len(sources), src_path, ", ".join(decoder.paths), device, decoder.quantize,
     )
 
     start = time.perf_counter()
@@ -103,14 +100,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     scores = corpus_metrics(hypotheses, references)
     metrics: dict[str, Any] = {
-        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
-        "global_step": stored.get("global_step"),
-        "averaged_global_steps": stored.get(AVERAGED_KEY, {}).get("global_steps"),
+        **_checkpoint_metadata(decoder.paths, stored),
         "split": split,
         "source_file": str(src_path),
         "reference_file": str(ref_path),
         "sentences": len(sources),
-        "search": search,
+        "search": decoder.search,
         **{name: score["score"] for name, score in scores.items()},
         "signatures": {name: score["signature"] for name, score in scores.items()},
         "details": {name: score["details"] for name, score in scores.items()},
@@ -118,7 +113,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "decode_seconds": round(seconds, 3),
         "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1),
         "device": device,
-        "quantize": quantize,
+        "quantize": decoder.quantize,
         "batch_size": cfg.batch_size,
     }
     output_dir = Path(cfg.output_dir)
@@ -129,8 +124,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _checkpoint_metadata(paths: list[str], stored: list[dict[str, Any]]) -> dict[str, Any]:
+    """``ckpt_path``, ``global_step`` and ``averaged_global_steps`` of one checkpoint, or lists of them for an
+    ensemble."""
+    rows = [
+        {
+            "ckpt_path": path,
+            "global_step": c.get("global_step"),
+            "averaged_global_steps": c.get(AVERAGED_KEY, {}).get("global_steps"),
+        }
+        for path, c in zip(paths, stored)
+    ]
+    return rows[0] if len(rows) == 1 else {key: [row[key] for row in rows] for key in rows[0]}
+
+
 def _print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
-    table = Table(title=f"{metrics['split']}: {metrics['sentences']} sentences, {Path(metrics['ckpt_path']).name}")
+    paths = metrics["ckpt_path"] if isinstance(metrics["ckpt_path"], list) else [metrics["ckpt_path"]]
+    names = " + ".join(Path(p).name for p in paths)
+    table = Table(title=f"{metrics['split']}: {metrics['sentences']} sentences, {names}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in ("bleu", "chrf", "ter"):

@@ -25,6 +25,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from .data import Batch, Tokenizers
 from .metrics import bleu_by_source_length, corpus_scores
 from .modules import Seq2Seq
+from .schedules import lightning_schedulers
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
 from .utils.nonfinite import NonFiniteWatch
@@ -47,7 +48,8 @@ class Seq2SeqLitModule(L.LightningModule):
         encoder, attention, decoder: Hydra ``_partial_`` configs of the network parts (``model/encoder``,
             ``model/attention``, ``model/decoder``); see :class:`~seq2seq_lit.modules.Seq2Seq`.
         optimizer: ``_partial_`` optimizer config, completed with the parameters.
-        scheduler: optional ``_partial_`` LR scheduler config, completed with the optimizer.
+        scheduler: optional ``_partial_`` LR scheduler config (``model/scheduler``), completed with the optimizer; see
+            :mod:`~seq2seq_lit.schedules` (warmup, per-step schedules).
         scheduler_config: Lightning's scheduler settings (``monitor``, ``interval``, ``frequency``).
         embedding_size, dropout, bridge, init_range, tie_embeddings, share_embeddings: see
             :class:`~seq2seq_lit.modules.Seq2Seq`.
@@ -242,14 +244,19 @@ class Seq2SeqLitModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test", self.test_loss)
 
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[str]:
+        """The detokenized translations of a batch, in batch order; ``trainer.predict(module, datamodule)`` returns
+        one such list per batch of the data module's predict loader (the test split in corpus order)."""
+        return self.translate(batch)
+
     # -- optimization ------------------------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
         optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=self.parameters())
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **(self.hparams.scheduler_config or {})}}
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        return [optimizer], lightning_schedulers(optimizer, self.hparams.scheduler, self.hparams.scheduler_config, max_steps)
 
     # -- checkpoints -------------------------------------------------------------------------------------------------
 

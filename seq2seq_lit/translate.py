@@ -1,10 +1,12 @@
 """Translate text with a trained checkpoint: ``python -m seq2seq_lit.translate ckpt_path=... input=FILE output=FILE``.
 
-Reads stdin and writes stdout when ``input`` / ``output`` are omitted; an empty input (file or stdin) gives an empty
-output, with a warning. Output files are checked before the checkpoint is loaded and written atomically once all
-lines are translated (:mod:`seq2seq_lit.utils.atomic`): a failed run leaves an old output file as it was. Decodes with the checkpoint's search unless
-``model/search=greedy|beam`` overrides it; ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU
-(:mod:`seq2seq_lit.quantization`). Output formats:
+Reads stdin and writes stdout when ``input`` / ``output`` are omitted; from stdin each line is translated as it arrives
+and its output flushed at once (``input=FILE`` decodes in batches, which is faster). An empty input (file or stdin)
+gives an empty output, with a warning. Output files are checked before the checkpoint is loaded and written atomically
+(:mod:`seq2seq_lit.utils.atomic`): a failed run leaves an old output file as it was. Decodes with the checkpoint's
+search unless ``model/search=greedy|beam|sample`` overrides it; ``ckpt_path=[a.ckpt,b.ckpt]`` decodes with the
+ensemble of the checkpoints (:mod:`seq2seq_lit.ensemble`); ``quantize=int8`` decodes with a dynamic int8 copy of the
+model on a CPU (:mod:`seq2seq_lit.quantization`). Output formats:
 
 - plain (default): exactly one detokenized line per input line, in input order; an empty (or all-whitespace) input
   line gives an empty output line.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +32,12 @@ import torch
 from omegaconf import DictConfig
 
 from .alignment import hard_alignment, pharaoh
-from .checkpoints import load_checkpoint, resolve_device
 from .data import collate, read_lines
 from .data.corpus import decode_lines
-from .errors import ConfigError
+from .decoding import load_decoder
+from .errors import ConfigError, DataError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
-from .quantization import quantize_for_decoding
 from .utils.atomic import atomic_open, atomic_write_text, check_output_path
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
 
@@ -70,16 +72,21 @@ def source_limit(module: Seq2SeqLitModule, max_src_length: int | None = None) ->
 
 @torch.no_grad()
 def translate_nbest(
-    module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100, max_src_length: int | None = None
+    module: Seq2SeqLitModule,
+    lines: list[str],
+    batch_size: int = 100,
+    max_src_length: int | None = None,
+    first_line: int = 1,
 ) -> list[list[Translation]]:
     """Translate ``lines`` with ``module.search``; returns per line its ``n_best`` hypotheses, best first ([] for a
     blank line). Lines are decoded in batches of similar length. A line of more than ``max_src_length`` pieces (or
-    more than the model can attend over) is translated from its first pieces, with a warning naming the lines."""
+    more than the model can attend over) is translated from its first pieces, with a warning naming the lines
+    (numbered from ``first_line``)."""
     results: list[list[Translation]] = [[] for _ in lines]
     src_ids = module.tokenizers.src.encode_batch(lines)
     limit = source_limit(module, max_src_length)
     if limit is not None and (long := [i for i, ids in enumerate(src_ids) if len(ids) > limit]):
-        numbers = ", ".join(str(i + 1) for i in long[:20]) + (", ..." if len(long) > 20 else "")
+        numbers = ", ".join(str(i + first_line) for i in long[:20]) + (", ..." if len(long) > 20 else "")
         log.warning(
             "%d input line(s) longer than %d source pieces translated from their first %d pieces only: line(s) %s "
             "(1-based; raise max_src_length to keep more)", len(long), limit, limit, numbers,
@@ -110,11 +117,13 @@ def translate_lines(
     return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size, max_src_length)]
 
 
-def _format(results: list[list[Translation]], n_best_format: bool, n_best: int = 1) -> str:
+def _format(results: list[list[Translation]], n_best_format: bool, n_best: int = 1, first: int = 0) -> str:
+    """The output lines of ``results``: plain, or Moses n-best numbering the input lines from ``first`` (``n_best``
+    lines with an empty translation for an empty input line)."""
     if not n_best_format:
         return "".join((hyps[0].text if hyps else "") + "\n" for hyps in results)
     rows = []
-    for i, hyps in enumerate(results):
+    for i, hyps in enumerate(results, start=first):
         rows += [f"{i} ||| {h.text} ||| {h.score:.4f}\n" for h in hyps] or [f"{i} |||  ||| 0.0000\n"] * n_best
     return "".join(rows)
 
@@ -146,26 +155,38 @@ def _write_heatmaps(module: Seq2SeqLitModule, results: list[list[Translation]], 
 
 
 def translate(cfg: DictConfig) -> list[str]:
-    """Run the translate entry point; returns the best translation of each input line."""
+    """Run the translate entry point; returns the best translation of each input line.
+
+    With ``input=FILE`` the lines are read at once and decoded in batches of similar length; from stdin each line is
+    translated as it arrives and its output written and flushed before the next line is read, so that translate can
+    sit in a pipe or serve a user typing sentences.
+    """
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
     if cfg.alignment_level not in ("word", "piece"):
         raise ConfigError(f"alignment_level={cfg.alignment_level!r}: choose word or piece")
     check_outputs(cfg)
-    module = load_checkpoint(cfg.ckpt_path, resolve_device(cfg.device))
-    if cfg.get("model", {}).get("search"):
-        module.search = hydra.utils.instantiate(cfg.model.search)
-    quantize = quantize_for_decoding(module, cfg.get("quantize"))
-    lines = _input_lines(cfg.input)
-    log.info("translating %d lines with %s (quantize=%s), %s", len(lines), cfg.ckpt_path, quantize, module.search)
-    results = translate_nbest(module, lines, cfg.batch_size, cfg.get("max_src_length"))
-    text = _format(results, n_best_format=module.search.n_best > 1 or cfg.scores, n_best=module.search.n_best)
-    if cfg.output:
-        atomic_write_text(cfg.output, text)
-        log.info("wrote %d translations to %s", len(lines), cfg.output)
+    decoder = load_decoder(cfg)
+    module, max_src_length = decoder.module, cfg.get("max_src_length")
+    n_best_format, n_best = module.search.n_best > 1 or cfg.scores, module.search.n_best
+    source = cfg.input or "stdin, line by line"
+    paths = ", ".join(decoder.paths)
+    log.info("translating %s with %s (quantize=%s), %s", source, paths, decoder.quantize, module.search)
+    if cfg.input:
+        results = translate_nbest(module, _input_lines(cfg.input), cfg.batch_size, max_src_length)
+        write_translations(_format(results, n_best_format, n_best), cfg.output)
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        results = []
+        for line in _stdin_stream():
+            results += translate_nbest(module, [line], 1, max_src_length, first_line=len(results) + 1)
+            if not cfg.output:
+                write_translations(_format(results[-1:], n_best_format, n_best, first=len(results) - 1), None)
+        if not results:
+            log.warning("<stdin> is empty: nothing to translate")
+        if cfg.output:
+            write_translations(_format(results, n_best_format, n_best), cfg.output)
+    if cfg.output:
+        log.info("wrote %d translations to %s", len(results), cfg.output)
     if cfg.alignment_output:
         _write_alignments(module, results, cfg.alignment_output, cfg.alignment_level)
     if cfg.attention_dir:
@@ -190,29 +211,42 @@ def check_outputs(cfg: DictConfig) -> None:
         raise ConfigError(f"attention_dir={cfg.attention_dir}: a file, not a folder. Fix: pass a folder for the PNG files")
 
 
-def _input_lines(path: str | None) -> list[str]:
-    """The lines to translate: of the file ``path``, else of stdin. No lines (an empty file or stdin) is not an error:
+def _input_lines(path: str) -> list[str]:
+    """The lines to translate: of the file ``path``. No lines (an empty file) is not an error:
     nothing is translated, with a warning.
 
     Raises:
         DataError: the file is missing or unreadable, or the input is not UTF-8 text (:func:`read_lines`).
     """
-    if path and Path(path).is_file() and Path(path).stat().st_size == 0:
-        lines = []
-    else:
-        lines = read_lines(path) if path else _stdin_lines()
+    lines = [] if Path(path).is_file() and Path(path).stat().st_size == 0 else read_lines(path)
     if not lines:
-        log.warning("%s is empty: nothing to translate", path or "<stdin>")
+        log.warning("%s is empty: nothing to translate", path)
     return lines
 
 
-def _stdin_lines() -> list[str]:
-    """The lines of stdin, read as :func:`~seq2seq_lit.data.read_lines` reads a file (UTF-8, LF or CRLF line ends).
+def write_translations(text: str, output: str | None) -> None:
+    """Write formatted translations to the file ``output``, or to stdout (flushed) when it is None."""
+    if output:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _stdin_stream() -> Iterator[str]:
+    """The lines of stdin as they arrive, decoded as :func:`~seq2seq_lit.data.read_lines` decodes a file (UTF-8, LF
+    or CRLF line ends, a leading byte order mark dropped).
 
     Raises:
-        DataError: stdin is not valid UTF-8 (the message gives the line and byte offset).
+        DataError: a line is not valid UTF-8 (the message gives the line and byte offset).
     """
-    return decode_lines(sys.stdin.buffer.read(), "<stdin>", fix="re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    fix = "re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    for number, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
+        try:
+            (line,) = decode_lines(raw, "<stdin>", fix)  # one line: raw ends at its newline
+        except DataError as e:
+            raise DataError(str(e).replace("<stdin>:1:", f"<stdin>:{number}:", 1)) from None
+        yield line
 
 
 @exit_2_on_config_errors

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
 from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, read_parallel
@@ -31,7 +31,7 @@ _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",
 
 def make_dataloader(
     dataset: TranslationDataset,
-    batch_sampler: BucketBatchSampler,
+    batch_sampler: Iterable[list[int]],
     num_workers: int = 0,
     loader_cls: type[DataLoader] = DataLoader,
     **kwargs: Any,
@@ -313,6 +313,13 @@ class TranslationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Test batches of ``eval_batch_size``, sorted by length; ``Batch.indices`` gives corpus positions."""
         return self.dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """Test batches of ``eval_batch_size`` consecutive sentences, in corpus order, so that the outputs of
+        ``trainer.predict`` (one list per batch) concatenate to the split's translations in order."""
+        dataset = self._dataset("test")
+        batches = BatchSampler(SequentialSampler(range(len(dataset))), self.eval_batch_size, drop_last=False)
+        return make_dataloader(dataset, batches, self.num_workers)
 
     def dataloader(self, split: str) -> DataLoader:
         """:meth:`train_dataloader` for "train", else the sorted evaluation loader of "val" or "test".

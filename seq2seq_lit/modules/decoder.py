@@ -10,7 +10,7 @@ Flows:
 
     :class:`BahdanauDecoder` (Bahdanau et al. 2015, App. A.2.2): attend with the query ``s_{t-1}``, then
     ``s_t = RNN([y_{t-1}; c_t], s_{t-1})`` and the output ``t_t = tanh(W_o [s_t; c_t; y_{t-1}])`` (a deep output layer
-    with tanh in place of maxout).
+    with tanh in place of maxout), or the paper's maxout over ``[s_{t-1}; c_t; y_{t-1}]`` (``deep_output=maxout``).
 
 Both return per step an output ``(B, H)`` for the generator and the attention weights ``(B, S)``. The teacher-forced
 unroll (:meth:`RNNDecoder.forward`) equals stepping :meth:`RNNDecoder.step` over the same inputs. The state carries
@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .attention import Attention, AttentionCache, build_attention
 from .rnn_state import RNNState, map_state, rnn_class, single_step_kernels, top_layer
 from .stepwise_lstm import StepwiseDecoderLSTM, check_impl, use_stepwise
@@ -222,19 +223,40 @@ class LuongDecoder(RNNDecoder):
         return self.dropout(attentional), weights
 
 
+DEEP_OUTPUTS = ("tanh", "maxout")
+
+
 class BahdanauDecoder(RNNDecoder):
     """Bahdanau et al. 2015 flow: attend with ``s_{t-1}``, feed ``[y_{t-1}; c_t]`` to the RNN, deep output.
 
-    Without attention (context size 0) the RNN reads ``y_{t-1}`` alone and the output is ``tanh(W_o [s_t; y_{t-1}])``.
+    Deep output (the generator's input ``t_t``):
+        ``tanh`` (default): ``t_t = tanh(W_o [s_t; c_t; y_{t-1}])``, from the new state ``s_t``.
+        ``maxout``: the paper's (App. A.2.2, Eq. for ``t~_i``): ``t~_t = U_o s_{t-1} + V_o y_{t-1} + C_o c_t`` of
+            size ``2 M``, and ``t_t = max(t~_{t,2j-1}, t~_{t,2j})`` (maxout with pools of 2, Goodfellow et al. 2013),
+            from the previous state ``s_{t-1}``, the query of the attention.
 
-    Args: as :class:`RNNDecoder`.
+    Without attention (context size 0) the RNN reads ``y_{t-1}`` alone and the deep output drops ``c_t``.
+
+    Args:
+        deep_output: ``tanh`` or ``maxout``.
+        maxout_size: M, the output size with ``maxout`` (the paper: 500 with 1000 hidden units); None: H.
+        Others as :class:`RNNDecoder`.
+
+    Raises:
+        ConfigError: an unknown ``deep_output``, or as :class:`RNNDecoder`.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, deep_output: str = "tanh", maxout_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if deep_output not in DEEP_OUTPUTS:
+            raise ConfigError(f"model.decoder.deep_output={deep_output!r}; valid choices: {', '.join(DEEP_OUTPUTS)}")
+        self.maxout = deep_output == "maxout"
         context_size = self.attention.context_size
         embedding_size = self.rnn.input_size - context_size
-        self.deep_output = nn.Linear(self.hidden_size + context_size + embedding_size, self.hidden_size)  # W_o
+        if self.maxout:
+            self.output_size = maxout_size or self.hidden_size
+        inputs, outputs = self.hidden_size + context_size + embedding_size, self.output_size * (2 if self.maxout else 1)
+        self.deep_output = nn.Linear(inputs, outputs)  # W_o, or [U_o V_o C_o] for maxout
 
     def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
         return embedding_size + context_size
@@ -242,9 +264,13 @@ class BahdanauDecoder(RNNDecoder):
     def step(
         self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
     ) -> tuple[Tensor, DecoderState, Tensor]:
-        query = top_layer(state.hidden).unsqueeze(1)  # s_{t-1}: (B, 1, H)
-        context, weights = self.attend(query, state, cache)  # (B, 1, C), (B, 1, S)
+        previous = top_layer(state.hidden)  # s_{t-1}: (B, H)
+        context, weights = self.attend(previous.unsqueeze(1), state, cache)  # (B, 1, C), (B, 1, S)
         context, weights = context.squeeze(1), weights.squeeze(1)
         rnn_output, hidden = self.run_rnn(embedded, context if context.size(-1) else None, state.hidden, runner)
-        output = torch.tanh(self.deep_output(torch.cat([rnn_output, context, embedded], dim=-1)))
+        if self.maxout:
+            pre = self.deep_output(torch.cat([previous, context, embedded], dim=-1))  # t~_t: (B, 2 M)
+            output = pre.unflatten(-1, (self.output_size, 2)).amax(-1)
+        else:
+            output = torch.tanh(self.deep_output(torch.cat([rnn_output, context, embedded], dim=-1)))
         return self.dropout(output), self.next_state(state, hidden, weights), weights

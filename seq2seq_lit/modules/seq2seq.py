@@ -48,7 +48,8 @@ class Seq2Seq(nn.Module):
             ``data.tokenizer.per_side_vocab=false``); needs equal vocabulary sizes.
 
     Raises:
-        ConfigError: for an unknown bridge or RNN type, or sizes the bridge cannot connect.
+        ConfigError: for an unknown bridge or RNN type, sizes the bridge cannot connect, or a combination that leaves
+            parameters untrained (no attention with ``bridge=zeros``, or with ``learned`` after a bidirectional encoder).
     """
 
     def __init__(
@@ -84,6 +85,13 @@ class Seq2Seq(nn.Module):
                 "model/attention=none with model.bridge=zeros leaves the decoder without any view of the source; "
                 "fix: model.bridge=last or learned"
             )
+        top_bidirectional = self.encoder.layers[-1].bidirectional
+        if bridge == "learned" and top_bidirectional and self.decoder.attention.context_size == 0:
+            raise ConfigError(
+                "model.bridge=learned reads only the backward direction of the top encoder layer (Bahdanau et al. "
+                "2015), so with model/attention=none its forward direction would never be trained; fix: "
+                "model.encoder.bidirectional=false, or model.bridge=last"
+            )
         self.bridge = Bridge(
             bridge,
             encoder_size=self.encoder.output_size,
@@ -91,6 +99,8 @@ class Seq2Seq(nn.Module):
             decoder_size=self.decoder.hidden_size,
             decoder_layers=self.decoder.num_layers,
             decoder_is_lstm=self.decoder.rnn_type == "lstm",
+            encoder_directions=2 if top_bidirectional else 1,
+            encoder_is_lstm=self.encoder.rnn_type == "lstm",
         )
         self.generator = nn.Linear(self.decoder.output_size, tgt_vocab_size)
         if tie_embeddings:

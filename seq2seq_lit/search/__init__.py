@@ -4,5 +4,6 @@
 from .base import Hypotheses, Search
 from .beam import BeamSearch, coverage_penalty, length_penalty
 from .greedy import GreedySearch
+from .sample import SampleSearch
 
-__all__ = ["BeamSearch", "GreedySearch", "Hypotheses", "Search", "coverage_penalty", "length_penalty"]
+__all__ = ["BeamSearch", "GreedySearch", "Hypotheses", "SampleSearch", "Search", "coverage_penalty", "length_penalty"]

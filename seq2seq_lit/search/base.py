@@ -105,4 +105,5 @@ class Search:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+        settings = {k: v for k, v in vars(self).items() if not k.startswith("_")}  # not internal state
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in settings.items())})"

@@ -18,6 +18,9 @@ class GreedySearch(Search):
     dropped), so the steps after it cost nothing for it: a batch's tail, where one long sentence is still decoding,
     runs with one row instead of B.
 
+    Subclasses change :meth:`pick` (e.g. :class:`~seq2seq_lit.search.sample.SampleSearch` draws the token) and may
+    decode ``n_best`` rows per sentence.
+
     Args: see :class:`~seq2seq_lit.search.base.Search`.
     """
 
@@ -25,6 +28,9 @@ class GreedySearch(Search):
     def __call__(self, model, src: Tensor, src_lengths: Tensor, bos_id: int, eos_id: int) -> Hypotheses:
         """Decode ``src`` ``(B, S)`` with lengths ``(B,)``; ``scores`` are summed log-probabilities, EOS included."""
         cache, state = model.encode(src, src_lengths)
+        if self.n_best > 1:  # N rows per sentence, sentence-major; copied, since rows leave one by one at EOS
+            rows = torch.arange(src.size(0), device=src.device).repeat_interleave(self.n_best)
+            cache, state, src = cache.index_select(rows), state.index_select(rows), src.index_select(0, rows)
         batch, cap, device = src.size(0), self.length_cap(src_lengths), src.device
         tokens = src.new_full((batch, cap), model.pad_id)  # finished rows keep padding after their EOS
         attention = torch.zeros(batch, cap, src.size(1), device=device)
@@ -35,7 +41,7 @@ class GreedySearch(Search):
         steps = 0
         for step in range(cap):
             log_probs, state, step_weights = model.decode_step(prev, state, cache)
-            step_scores, prev = self.block_early_eos(log_probs, step, eos_id).max(dim=-1)
+            step_scores, prev = self.pick(self.block_early_eos(log_probs, step, eos_id))
             tokens[alive, step] = prev
             attention[alive, step] = step_weights.float()
             scores.index_add_(0, alive, step_scores.float())
@@ -48,4 +54,8 @@ class GreedySearch(Search):
                     break
                 alive, prev = alive[keep], prev[keep]
                 state, cache = state.index_select(keep), cache.index_select(keep)
-        return Hypotheses(tokens[:, :steps], lengths, scores, attention[:, :steps])
+        return Hypotheses(tokens[:, :steps], lengths, scores, attention[:, :steps], n_best=self.n_best)
+
+    def pick(self, log_probs: Tensor) -> tuple[Tensor, Tensor]:
+        """The next token of each row from the log-probabilities ``(B, V)``: its log-probability and id, ``(B,)`` each."""
+        return log_probs.max(dim=-1)
