@@ -28,6 +28,9 @@ from .utils.atomic import remove_orphaned_temporaries
 log = logging.getLogger(__name__)
 
 _CONFIG_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+_CONSUMED_KEYS = {"model.scheduler": ("warmup_steps",)}
+"""Keys the project reads itself before instantiating the node (``schedules.lightning_schedulers`` turns
+``warmup_steps`` into a second scheduler for targets such as ReduceLROnPlateau that have none)."""
 _MIB = 2**20
 
 
@@ -74,7 +77,8 @@ def check_option_names(node: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}._target_={target}: cannot be imported ({e}). Fix: check the name") from None
     parameters = signature.parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        if unknown := [k for k in node if k not in parameters and k not in _CONFIG_KEYS]:
+        known = (*_CONFIG_KEYS, *_CONSUMED_KEYS.get(key, ()))
+        if unknown := [k for k in node if k not in parameters and k not in known]:
             options = ", ".join(p for p in parameters if p not in ("self", "args", "kwargs"))
             raise ConfigError(
                 f"{key}.{unknown[0]}: not an option of {target} (its options: {options}). Fix: remove "

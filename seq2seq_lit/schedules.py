@@ -25,6 +25,7 @@ continues the schedule exactly.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -125,8 +126,9 @@ def lightning_schedulers(
     """Lightning's ``lr_scheduler`` entries of a ``model.scheduler`` ``_partial_`` config and its Lightning settings
     (``model.scheduler_config``: ``interval``, ``monitor``, ...).
 
-    A per-epoch schedule (``plateau``) gets its warmup as a second, per-step LinearLR entry; a per-step schedule
-    composes it itself (``warmup_steps`` is passed on).
+    A schedule that takes no ``warmup_steps`` (``plateau``: PyTorch's ReduceLROnPlateau, stepped per epoch or, with
+    an integer ``trainer.val_check_interval``, after each validation) gets its warmup as a second, per-step LinearLR
+    entry; the schedules of this module compose it themselves (``warmup_steps`` is passed on).
 
     Raises:
         ConfigError: ``warmup_steps`` is negative, or not shorter than the run (``max_steps`` > 0), naming the key
@@ -142,11 +144,11 @@ def lightning_schedulers(
             f"the learning rate would never reach model.optimizer.lr; fix: lower model.scheduler.warmup_steps or raise "
             f"trainer.max_steps"
         )
-    per_epoch = settings.get("interval", "epoch") == "epoch"
-    if per_epoch:
+    separate_warmup = "warmup_steps" not in inspect.signature(hydra.utils.get_object(scheduler["_target_"])).parameters
+    if separate_warmup:
         scheduler.pop("warmup_steps", None)
     entries = [{"scheduler": hydra.utils.instantiate(scheduler)(optimizer=optimizer), **settings}]
-    if per_epoch and warmup_steps:
+    if separate_warmup and warmup_steps:
         entries.insert(0, {"scheduler": linear_warmup(optimizer, warmup_steps), "interval": "step", "name": "warmup"})
     return entries
 
