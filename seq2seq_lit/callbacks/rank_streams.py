@@ -30,12 +30,14 @@ def seed_rank_stream(seed: int, rank: int) -> int:
 
 
 class RankRandomStreams(Callback):
-    """When fitting starts, seed each process' global generators from ``(seed, rank)`` (:func:`seed_rank_stream`).
+    """When fitting starts, give each process of rank r >= 1 its own stream, seeded from ``(seed, rank)``
+    (:func:`seed_rank_stream`); rank 0 keeps the stream ``seed_everything(seed)`` started.
 
     Every process of a data-parallel run starts from the same ``seed`` (``seed_everything`` in ``train``), which builds
     identical initial weights; left there, whenever two ranks' batches had the same shape they would draw the same
-    dropout masks and teacher-forcing coins on different data. After this callback each rank has its own stream; a
-    single process uses the stream of rank 0.
+    dropout masks and teacher-forcing coins on different data. After this callback each rank has its own stream. Rank 0
+    is left as it was so that a single-process run draws exactly the numbers it drew before per-rank streams existed
+    (its published results reproduce to the last digit).
 
     The data order is unaffected: the batch order comes from generators seeded with ``data.seed``
     (:class:`~seq2seq_lit.data.batching.BucketBatchSampler`), so every rank cuts the same global batches and keeps its
@@ -51,6 +53,6 @@ class RankRandomStreams(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # "fit" only: evaluation draws no random numbers, and a test after fitting must not reset the streams.
-        if stage == "fit" and self.seed is not None:
+        if stage == "fit" and self.seed is not None and trainer.global_rank > 0:
             derived = seed_rank_stream(self.seed, trainer.global_rank)
             log.debug("rank %d: random stream seeded with %d", trainer.global_rank, derived)
