@@ -96,10 +96,10 @@ class Seq2SeqLitModule(L.LightningModule):
     ) -> None:
         super().__init__()
         check_nonfinite_action(nonfinite_loss)
-        length_buckets = list(_plain(length_buckets))
+        length_buckets, guided_alignment = list(_plain(length_buckets)), _plain(guided_alignment)
         metrics_length_buckets(length_buckets)  # a ConfigError now rather than at the end of training
         encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
-        check_guided_alignment(_plain(guided_alignment), attention)
+        check_guided_alignment(guided_alignment, attention)
         optimizer, scheduler, scheduler_config, search, teacher_forcing = (
             _plain(optimizer),
             _plain(scheduler),
