@@ -123,19 +123,25 @@ class Concatenated:
 
     Args:
         corpora: at least one corpus (each with ``paths(split)`` and ``prepare()``); languages must agree.
-        cache_dir: where the concatenated training files are written (named by the inputs' sha256).
+        cache_dir: where the concatenated training files are written (named by the inputs' paths and sha256).
+        src_lang, tgt_lang: if given, the languages every corpus must have.
 
     Raises:
-        ConfigError: no corpus, or corpora whose languages differ.
+        ConfigError: no corpus, or corpora whose languages differ (from each other or from the given ones).
     """
 
-    def __init__(self, corpora: Sequence, cache_dir: PathLike) -> None:
+    def __init__(
+        self, corpora: Sequence, cache_dir: PathLike, src_lang: str | None = None, tgt_lang: str | None = None
+    ) -> None:
         corpora = list(corpora.values()) if isinstance(corpora, Mapping) else list(corpora)
         if not corpora:
             raise ConfigError("data.corpus.corpora is empty; fix: list at least one corpus")
-        langs = {(getattr(c, "src_lang", None), getattr(c, "tgt_lang", None)) for c in corpora}
-        if len(langs) > 1:
-            raise ConfigError(f"data.corpus.corpora have different languages {sorted(map(str, langs))}; fix: use one pair")
+        langs = {(getattr(c, "src_lang", src_lang), getattr(c, "tgt_lang", tgt_lang)) for c in corpora}
+        if len(langs) > 1 or (src_lang, tgt_lang) not in (*langs, (None, None)):
+            raise ConfigError(
+                f"data.corpus.corpora have the languages {sorted(map(str, langs))}, data has {src_lang}-{tgt_lang}; "
+                f"fix: use corpora of one language pair"
+            )
         self.corpora = corpora
         self.src_lang, self.tgt_lang = langs.pop()
         self.cache_dir = Path(cache_dir).expanduser()
