@@ -41,7 +41,11 @@ Links = list[tuple[int, int]]
 
 @torch.no_grad()
 def attention_links(
-    module: Seq2SeqLitModule, src_lines: list[str], tgt_lines: list[str], batch_size: int = 50, threshold: float | None = None
+    module: Seq2SeqLitModule,
+    src_lines: list[str],
+    tgt_lines: list[str],
+    batch_size: int = 50,
+    threshold: float | None = None,
 ) -> list[Links]:
     """``(source word, target word)`` links of each sentence pair from the model's attention under teacher forcing.
 
@@ -92,18 +96,20 @@ def align(cfg: DictConfig) -> dict[str, Any]:
     if cfg.threshold is not None and not 0.0 < float(cfg.threshold) <= 1.0:
         raise ConfigError(f"threshold={cfg.threshold!r}; fix: use a weight in (0, 1], or null for one link per word")
     src_lines, tgt_lines = read_parallel(cfg.src, cfg.tgt)
-    gold = read_alignments(cfg.gold, src_lines, tgt_lines, cfg.gold_format, f"{cfg.src} / {cfg.tgt}") if cfg.gold else None
+    gold = None
+    if cfg.gold:
+        gold = read_alignments(cfg.gold, src_lines, tgt_lines, cfg.gold_format, f"{cfg.src} / {cfg.tgt}")
 
     device = resolve_device(cfg.device)
     threshold = None if cfg.threshold is None else float(cfg.threshold)
-    alignments = {"forward": attention_links(load_checkpoint(cfg.ckpt_path, device), src_lines, tgt_lines, cfg.batch_size, threshold)}
+    forward = load_checkpoint(cfg.ckpt_path, device)
+    alignments = {"forward": attention_links(forward, src_lines, tgt_lines, cfg.batch_size, threshold)}
     if cfg.reverse_ckpt_path:
         reverse = load_checkpoint(cfg.reverse_ckpt_path, device)
         alignments["reverse"] = _transposed(attention_links(reverse, tgt_lines, src_lines, cfg.batch_size, threshold))
-        for method in ("intersection", "grow-diag-final"):
-            alignments[method] = [symmetrize(f, r, method) for f, r in zip(alignments["forward"], alignments["reverse"])]
-        if cfg.symmetrize not in alignments:
-            alignments[cfg.symmetrize] = [symmetrize(f, r, cfg.symmetrize) for f, r in zip(alignments["forward"], alignments["reverse"])]
+        both = list(zip(alignments["forward"], alignments["reverse"]))
+        for method in dict.fromkeys(("intersection", "grow-diag-final", cfg.symmetrize)):
+            alignments[method] = [symmetrize(f, r, method) for f, r in both]
     written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +119,13 @@ def align(cfg: DictConfig) -> dict[str, Any]:
         return {}
     scores = {name: score_alignments(links, gold).as_dict() for name, links in alignments.items()}
     for name, s in scores.items():
-        print(f"{name:16s} precision {s['precision']:.3f}  recall {s['recall']:.3f}  AER {s['aer']:.3f}  ({s['predicted']} links, {s['sure']} sure gold)")
+        print(
+            f"{name:16s} precision {s['precision']:.3f}  recall {s['recall']:.3f}  AER {s['aer']:.3f}  "
+            f"({s['predicted']} links, {s['sure']} sure gold)"
+        )
     if cfg.scores_output:
-        Path(cfg.scores_output).write_text(json.dumps({"gold": str(cfg.gold), "scores": scores}, indent=2) + "\n", encoding="utf-8")
+        report = json.dumps({"gold": str(cfg.gold), "scores": scores}, indent=2) + "\n"
+        Path(cfg.scores_output).write_text(report, encoding="utf-8")
     return scores
 
 

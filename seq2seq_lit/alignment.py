@@ -1,6 +1,9 @@
 """Hard alignments from attention weights, in the Pharaoh ``i-j`` format (Koehn et al. 2003; fast_align, Moses).
 
-Shapes: T emitted target pieces (EOS included), S source pieces (EOS included).
+Shapes: T emitted target pieces (EOS included), S source pieces (EOS included); Tw, Sw target and source words.
+
+:func:`hard_alignment` serves translations (``s2s-translate alignment_output=``); :func:`encode_words`,
+:func:`word_weights` and :func:`word_links` serve ``s2s-align``, which aligns given pre-tokenized words.
 
 Each target piece is aligned to the source piece with the largest attention weight (as OpenNMT-py's ``-report_align``
 does with the attention of its decoder). At ``word`` level, pieces map to the whitespace-separated words they belong

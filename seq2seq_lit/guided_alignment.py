@@ -114,4 +114,7 @@ def check_guided_alignment(settings: dict | None, attention: dict) -> None:
     if settings.get("format", "pharaoh") not in FORMATS:
         raise ConfigError(f"model.guided_alignment.format={settings.get('format')!r}; fix: use one of {', '.join(FORMATS)}")
     if str(attention.get("_target_", "")).endswith("NoAttention"):
-        raise ConfigError("model.guided_alignment.file is set but model/attention=none has no attention to guide; fix: choose an attention or set model.guided_alignment.file=null")
+        raise ConfigError(
+            "model.guided_alignment.file is set but model/attention=none has no attention to guide; fix: choose an "
+            "attention or set model.guided_alignment.file=null"
+        )
