@@ -2,7 +2,9 @@
 
 Reads runs from local Hydra run folders or from a W&B project, and prints one row per run with the overridden config
 keys whose values differ between the runs (a run that does not override a key shows "default") and the chosen
-metrics. ``--plot`` saves a bar chart of one metric per run as PNG.
+metrics. ``--plot`` saves a bar chart of one metric per run as PNG; ``--plot-length`` a line plot of test BLEU against
+source length, one line per run (Bahdanau et al. 2015, Fig. 2; :mod:`~seq2seq_lit.length_plot`), also logged to W&B
+as an image with ``--wandb-project``.
 
 - A local run is a folder with ``.hydra/overrides.yaml``; its metrics come from ``metrics.json`` (written when the
   run ends), or, for a run without one (interrupted, still running), from the last logged value of each column of
@@ -178,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metric names")
     parser.add_argument("--plot", type=Path, help="save a bar chart of the first metric to this PNG")
     parser.add_argument("--label", help="overridden key that labels the bars, e.g. model/attention")
+    parser.add_argument("--plot-length", type=Path, help="save BLEU by source length (one line per run) to this PNG")
+    parser.add_argument("--wandb-project", help="with --plot-length: also log the plot to this W&B project as an image")
     parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
     if args.plot:
@@ -208,6 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         plot_metric(runs, metrics[0], args.label, args.plot)
         print(f"plot written to {args.plot}")
+    if args.plot_length:
+        from .length_plot import log_plot_to_wandb, plot_bleu_by_length  # matplotlib only when plotting
+
+        names = [" ".join(f"{k}={run.overrides[k]}" for k in differing_keys(runs) if k in run.overrides) or run.name for run in runs]
+        try:
+            plot_bleu_by_length({name: run.metrics for name, run in zip(names, runs)}, args.plot_length)
+        except ValueError as e:
+            parser.error(str(e))
+        print(f"length plot written to {args.plot_length}")
+        if args.wandb_project:
+            log_plot_to_wandb(args.plot_length, args.wandb_project)
     return 0
 
 

@@ -4,7 +4,8 @@
 Reads the raw source and reference lines of the split (``data`` picks the corpus, as for training, but no tokenizer is
 trained: the checkpoint's sentencepiece models are used), translates the sources with
 :func:`~seq2seq_lit.translate.translate_lines` and the checkpoint's search (or ``model/search=...``), and scores the
-detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length. Writes
+detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length (buckets of
+``length_buckets``, by default the checkpoint's). Writes
 ``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
 ``ckpt_path=[a.ckpt,b.ckpt]`` scores the ensemble of the checkpoints (:mod:`seq2seq_lit.ensemble`).
 ``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.quantization`).
@@ -29,7 +30,7 @@ from .checkpoints import AVERAGED_KEY, read_checkpoint
 from .data import read_parallel
 from .decoding import load_decoder
 from .errors import ConfigError
-from .metrics import bleu_by_source_length, corpus_metrics
+from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics, length_buckets
 from .translate import translate_lines
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
@@ -86,6 +87,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     decoder = load_decoder(cfg)
     module, device = decoder.module, decoder.device
+    edges = cfg.get("length_buckets") or module.hparams.get("length_buckets", LENGTH_EDGES)
+    length_buckets(edges)  # a ConfigError before decoding, not after
     stored = [read_checkpoint(path) for path in decoder.paths]
     log.info(
         "translating %d sentences of %s with %s on %s (quantize=%s)",
@@ -109,7 +112,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **{name: score["score"] for name, score in scores.items()},
         "signatures": {name: score["signature"] for name, score in scores.items()},
         "details": {name: score["details"] for name, score in scores.items()},
-        "bleu_by_source_length": bleu_by_source_length(sources, hypotheses, references),
+        "bleu_by_source_length": bleu_by_source_length(sources, hypotheses, references, edges),
         "decode_seconds": round(seconds, 3),
         "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1),
         "device": device,

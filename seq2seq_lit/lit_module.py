@@ -23,7 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from .data import Batch, Tokenizers
-from .metrics import bleu_by_source_length, corpus_scores
+from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_scores
+from .metrics import length_buckets as metrics_length_buckets
+from .guided_alignment import GuidedAlignment, check_guided_alignment
 from .modules import Seq2Seq
 from .schedules import lightning_schedulers
 from .search import GreedySearch, Hypotheses
@@ -67,6 +69,12 @@ class Seq2SeqLitModule(L.LightningModule):
     Host syncs: a training step reads nothing back from the device (source lengths stay on the host,
     :meth:`~seq2seq_lit.data.Batch.to`; token counts and the loss check on the device), except with ``nonfinite_loss=skip`` (one read per step, to decide the update)
     and at Lightning's logging steps (``trainer.log_every_n_steps``; a progress bar reads the loss at each refresh).
+        length_buckets: upper edges (source words) of the buckets the test stage scores BLEU by (see
+            :func:`~seq2seq_lit.metrics.length_buckets`); logged as ``test/bleu_src_len_<label>`` and
+            ``test/sentences_src_len_<label>``.
+        guided_alignment: ``{"file": PATH, "weight": w, "format": "pharaoh"}``: add ``w`` times the guided-alignment
+            loss (:mod:`~seq2seq_lit.guided_alignment`) of the attention against the word alignments of the training
+            split in ``PATH``, logged as ``train/alignment_loss``; None or ``file: null`` trains without it.
     """
 
     def __init__(
@@ -93,10 +101,15 @@ class Seq2SeqLitModule(L.LightningModule):
         eos_id: int = 3,
         nonfinite_loss: str = "stop",
         nonfinite_check_every: int | None = None,
+        length_buckets: list[int] | tuple[int, ...] = LENGTH_EDGES,
+        guided_alignment: dict | None = None,
     ) -> None:
         super().__init__()
         self._nonfinite = NonFiniteWatch(nonfinite_loss, nonfinite_check_every)
+        length_buckets, guided_alignment = list(_plain(length_buckets)), _plain(guided_alignment)
+        metrics_length_buckets(length_buckets)  # a ConfigError now rather than at the end of training
         encoder, attention, decoder = _plain(encoder), _plain(attention), _plain(decoder)
+        check_guided_alignment(guided_alignment, attention)
         optimizer, scheduler, scheduler_config, search, teacher_forcing = (
             _plain(optimizer),
             _plain(scheduler),
@@ -126,6 +139,7 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_bleu_best = MaxMetric()
         self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
         self._trained_tokens: torch.Tensor | None = None  # on the device, so that counting does not wait for it
+        self.guide: GuidedAlignment | None = None  # set in setup("fit") when guided_alignment has a file
 
     # -- inference ---------------------------------------------------------------------------------------------------
 
@@ -150,12 +164,21 @@ class Seq2SeqLitModule(L.LightningModule):
         """Non-pad source + target tokens (EOS included) this process trained on, for throughput figures."""
         return 0 if self._trained_tokens is None else int(self._trained_tokens)
 
+    def setup(self, stage: str) -> None:
+        settings = self.hparams.get("guided_alignment") or {}
+        if stage == "fit" and settings.get("file") and self.guide is None:
+            datamodule = self.trainer.datamodule
+            self.guide = GuidedAlignment.from_file(
+                settings["file"], datamodule.sources("train"), datamodule.references("train"), datamodule.tokenizers,
+                settings.get("format", "pharaoh"),
+            )
+
     def _token_nll(
         self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy per non-pad target token, and that token count (a 0-d tensor on the batch's device)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy per non-pad target token, that token count (a 0-d tensor on the batch's device), and the attention weights ``(B, T, S)``."""
         schedule = self.teacher_forcing
-        logits, _ = self.net(
+        logits, weights = self.net(
             batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio, schedule.feed, schedule.parallel
         )  # (B, T, V)
         num_tokens = (batch.tgt_out != self.hparams.pad_id).sum()
@@ -166,14 +189,20 @@ class Seq2SeqLitModule(L.LightningModule):
             label_smoothing=label_smoothing,
             reduction="sum",
         )
-        return loss / num_tokens, num_tokens
+        return loss / num_tokens, num_tokens, weights
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
-        loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, ratio)
+        token_loss, num_tokens, weights = self._token_nll(batch, self.hparams.label_smoothing, ratio)
+        loss = token_loss
+        if self.guide is not None:
+            alignment_loss = self.guide.loss(weights, batch)
+            loss = token_loss + self.hparams.guided_alignment["weight"] * alignment_loss
         if not self._nonfinite.update_allowed(loss, self.global_step, self.current_epoch, batch_idx):
             return None  # Lightning skips the update
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/loss", token_loss, prog_bar=True, batch_size=len(batch))  # the token loss alone, comparable across runs
+        if self.guide is not None:
+            self.log("train/alignment_loss", alignment_loss, batch_size=len(batch))
         self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
         tokens = num_tokens + batch.src_lengths.sum()
         self._trained_tokens = tokens if self._trained_tokens is None else self._trained_tokens + tokens
@@ -185,7 +214,7 @@ class Seq2SeqLitModule(L.LightningModule):
     # -- evaluation --------------------------------------------------------------------------------------------------
 
     def _eval_step(self, batch: Batch, loss_metric: MeanMetric) -> None:
-        loss, num_tokens = self._token_nll(batch, label_smoothing=0.0, teacher_forcing_ratio=1.0)
+        loss, num_tokens, _ = self._token_nll(batch, label_smoothing=0.0, teacher_forcing_ratio=1.0)
         loss_metric.update(loss, weight=num_tokens)
         self._outputs.update(zip(batch.indices.tolist(), self.translate(batch)))
 
@@ -216,8 +245,10 @@ class Seq2SeqLitModule(L.LightningModule):
         if stage == "test":
             all_sources = datamodule.sources(stage)
             sources = [all_sources[i] for i in indices]
-            for label, bucket in bleu_by_source_length(sources, hypotheses, references).items():
+            buckets = bleu_by_source_length(sources, hypotheses, references, self.hparams.length_buckets)
+            for label, bucket in buckets.items():
                 scores[f"test/bleu_src_len_{label}"] = bucket["bleu"]
+                scores[f"test/sentences_src_len_{label}"] = float(bucket["sentences"])
         # sync_dist: the values are equal on every process already (the mean of equal values is exact); it tells
         # Lightning so, instead of warning about epoch-level values logged unsynchronized.
         self.log_dict(scores, prog_bar=stage != "test", sync_dist=self.trainer.world_size > 1)

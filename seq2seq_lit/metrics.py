@@ -7,8 +7,11 @@ from typing import Any
 
 import sacrebleu
 
-# Source-length buckets in words (whitespace tokens of the raw source): (label, shortest, longest).
-LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (("1-10", 1, 10), ("11-15", 11, 15), ("16-20", 16, 20), ("21+", 21, 10**9))
+from .errors import ConfigError
+
+# Upper edges of the source-length buckets in words (whitespace tokens of the raw source): 1-10, 11-20, ..., 51+,
+# as Bahdanau et al. (2015, Fig. 2) and Luong et al. (2015, Fig. 6) plot BLEU against sentence length.
+LENGTH_EDGES: tuple[int, ...] = (10, 20, 30, 40, 50)
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], str]:
@@ -51,18 +54,39 @@ def corpus_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict
     return result
 
 
+def length_buckets(edges: Sequence[int] = LENGTH_EDGES) -> list[tuple[str, int, int]]:
+    """``(label, shortest, longest)`` source-length buckets in words from increasing upper edges: ``(10, 20)`` gives
+    ``1-10``, ``11-20`` and ``21+``.
+
+    Raises:
+        ConfigError: an edge is not a positive integer, or the edges do not increase.
+    """
+    edges = list(edges)
+    if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in edges) or any(
+        a >= b for a, b in zip(edges, edges[1:])
+    ):
+        raise ConfigError(f"length_buckets={edges!r}; fix: give increasing positive word counts, e.g. [10, 20, 30, 40, 50]")
+    lows = [1, *(e + 1 for e in edges)]
+    buckets = [(f"{low}-{high}", low, high) for low, high in zip(lows, edges)]
+    return [*buckets, (f"{lows[-1]}+", lows[-1], 10**9)]
+
+
 def bleu_by_source_length(
-    sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]
+    sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], edges: Sequence[int] = LENGTH_EDGES
 ) -> dict[str, dict[str, float]]:
-    """Corpus BLEU of each :data:`LENGTH_BUCKETS` bucket of source length, e.g. to see whether attention's advantage
+    """Corpus BLEU of each source-length bucket (see :func:`length_buckets`), e.g. to see whether attention's advantage
     grows with sentence length (Bahdanau et al. 2015, Fig. 2; Luong et al. 2015, Fig. 6).
 
     Returns:
-        ``{label: {"bleu": ..., "sentences": n}}`` for the non-empty buckets.
+        ``{label: {"bleu": ..., "sentences": n}}`` for the non-empty buckets, shortest first.
+
+    Raises:
+        ConfigError: bad ``edges`` (see :func:`length_buckets`).
     """
+    lengths = [len(source.split()) for source in sources]
     result = {}
-    for label, shortest, longest in LENGTH_BUCKETS:
-        chosen = [i for i, source in enumerate(sources) if shortest <= len(source.split()) <= longest]
+    for label, shortest, longest in length_buckets(edges):
+        chosen = [i for i, n in enumerate(lengths) if shortest <= n <= longest]
         if chosen:
             bleu = sacrebleu.BLEU(tokenize="13a").corpus_score([hypotheses[i] for i in chosen], [[references[i] for i in chosen]])
             result[label] = {"bleu": bleu.score, "sentences": len(chosen)}

@@ -22,6 +22,6 @@ def test_bleu_by_source_length_scores_each_bucket_separately():
     refs = ["a short sentence here", "another short one here", "a long sentence with many words in it"]
     hyps = [refs[0], refs[1], "nothing alike at all"]
     buckets = bleu_by_source_length(sources, hyps, refs)
-    assert set(buckets) == {"1-10", "21+"}
+    assert set(buckets) == {"1-10", "21-30"}
     assert buckets["1-10"] == {"bleu": pytest.approx(100.0), "sentences": 2}
-    assert buckets["21+"]["bleu"] < 5 and buckets["21+"]["sentences"] == 1
+    assert buckets["21-30"]["bleu"] < 5 and buckets["21-30"]["sentences"] == 1

@@ -284,8 +284,8 @@ def nan_loss_at_step_3(monkeypatch):
     token_nll = Seq2SeqLitModule._token_nll
 
     def patched(self, batch, label_smoothing, teacher_forcing_ratio):
-        loss, num_tokens = token_nll(self, batch, label_smoothing, teacher_forcing_ratio)
-        return (loss * float("nan") if self.training and self.global_step == 3 else loss), num_tokens
+        loss, num_tokens, weights = token_nll(self, batch, label_smoothing, teacher_forcing_ratio)
+        return (loss * float("nan") if self.training and self.global_step == 3 else loss), num_tokens, weights
 
     monkeypatch.setattr(Seq2SeqLitModule, "_token_nll", patched)
 
