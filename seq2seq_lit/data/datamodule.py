@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
-from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, read_parallel
+from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, open_corpus_file, read_parallel
 from seq2seq_lit.data.store import CorpusStore, open_store
 from seq2seq_lit.data.tokenizer import (
     BOS_ID,
@@ -303,6 +303,13 @@ class TranslationDataModule(L.LightningDataModule):
                 self.corpus, self.tokenizer_settings, self.max_length, self.store_dir, tokenizers=self._tokenizers
             )
             self.num_filtered = self._store.num_filtered
+            if "train" in self._store.splits:
+                log.info(
+                    "dropped %d of %d training pairs (%d with an empty side, %d with a side longer than max_length=%s "
+                    "pieces); corpus store %s",
+                    sum(self.num_filtered.values()), self._store.manifest["splits"]["train"]["corpus_pairs"],
+                    self.num_filtered["empty"], self.num_filtered["too_long"], self.max_length, self._store.path,
+                )
         return self._store
 
     # -- raw text -------------------------------------------------------------------------------------------------
@@ -406,8 +413,12 @@ class TranslationDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> TranslationDataset:
         check_split(split)
         if split not in self._datasets:
+            paths = self.corpus.paths(split)  # the corpus' error for a split it does not have (no test files)
             store = self.store()
-            if split not in store.splits:
-                self.corpus.paths(split)  # raises the corpus' own error (e.g. no test files)
+            if split not in store.splits:  # its files were missing when the store was opened
+                for path in paths:  # the reader's error
+                    open_corpus_file(path).close()
+                self._store = None  # they are there now: open the store that has them
+                store = self.store()
             self._datasets[split] = store.dataset(split)
         return self._datasets[split]

@@ -82,15 +82,25 @@ def file_fingerprint(path: PathLike) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sample_sha256": digest.hexdigest()}
 
 
-def corpus_files(corpus: Corpus) -> dict[str, tuple[Path, Path]]:
-    """(source, target) file of each split the corpus has (a corpus without test files has no "test")."""
+def corpus_files(corpus: Corpus, need_train: bool = True) -> dict[str, tuple[Path, Path]]:
+    """(source, target) file of each split whose files can be read; a split without them (a corpus without test
+    files, or the training files when given tokenizers make them unnecessary) is left out, and raises its error when
+    the data module needs it.
+
+    Raises:
+        DataError: ``need_train`` and the training files are missing or unreadable.
+    """
     files = {}
     for split in SPLITS:
         try:
-            files[split] = corpus.paths(split)
+            paths = corpus.paths(split)
+            for path in paths:
+                open_corpus_file(path).close()
         except DataError:
-            if split == "train":
+            if split == "train" and need_train:
                 raise
+            continue
+        files[split] = paths
     return files
 
 
@@ -147,7 +157,8 @@ class CorpusStore:
     @property
     def num_filtered(self) -> dict[str, int]:
         """Training pairs dropped: ``{"empty": ..., "too_long": ...}``."""
-        return dict(self.manifest["splits"]["train"]["dropped"])
+        train = self.manifest["splits"].get("train")
+        return dict(train["dropped"]) if train else {"empty": 0, "too_long": 0}
 
     def dataset(self, split: str) -> TranslationDataset:
         """The encoded pairs of ``split`` (for train: the kept ones, with their corpus positions as indices).
@@ -229,7 +240,7 @@ def open_store(
         ConfigError: bad tokenizer settings.
         OSError: ``store_dir`` cannot be written.
     """
-    files = corpus_files(corpus)
+    files = corpus_files(corpus, need_train=tokenizers is None)
     key, material = store_key(files, tokenizer_settings, max_length, tokenizers)
     root = Path(store_dir).expanduser()
     path = root / key
@@ -286,40 +297,11 @@ def build_store(
         as :func:`open_store`.
     """
     start = time.perf_counter()
-    train_src, train_tgt = files["train"]
-    shared = None
-    if tokenizers is None:
-        settings = dict(tokenizer_settings)
-        per_side_vocab = settings["joint"] and settings.pop("per_side_vocab")
-        src_lines, tgt_lines = _tokenizer_text(train_src, train_tgt, settings["joint"], settings["input_sentence_size"])
-        trained = build_tokenizers(src_lines, tgt_lines, per_side_vocab=False, **settings)
-        del src_lines, tgt_lines
-        if per_side_vocab:
-            shared = trained.src  # train is encoded with the joint model; each side's vocabulary is what it uses
-        else:
-            tokenizers = trained
     splits: dict[str, Any] = {}
-    encoders = (shared, shared) if shared is not None else (tokenizers.src, tokenizers.tgt)  # type: ignore[union-attr]
-    lengths, used = _encode_split(folder, "train", files["train"], encoders, ".raw", progress)
-    if shared is not None:
-        tokenizers = Tokenizers(
-            src=shared.restricted_to_ids(np.flatnonzero(used[0])),
-            tgt=shared.restricted_to_ids(np.flatnonzero(used[1])),
-            joint=True,
-        )
-        log.info(
-            "per-side vocabularies of the joint model: %d source, %d target pieces",
-            tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
-        )
-    assert tokenizers is not None
+    if "train" in files:
+        tokenizers = _build_train(folder, files["train"], tokenizer_settings, max_length, tokenizers, progress, splits)
+    assert tokenizers is not None  # corpus_files needs the training files unless tokenizers are given
     sides = (tokenizers.src, tokenizers.tgt)
-    keep, dropped = _filter(lengths, max_length, files["train"])
-    raw_dtype, dtype = _dtype(max(e.vocab_size for e in encoders)), _dtype(max(t.vocab_size for t in sides))
-    for side, tokenizer, side_lengths in zip(SIDES, sides, lengths):
-        remap = tokenizer if shared is not None else None
-        _compact(folder, f"train.{side}", side_lengths, keep, raw_dtype, dtype, remap)
-    _save(folder / "train.index.npy", np.flatnonzero(keep))
-    splits["train"] = {"pairs": int(keep.sum()), "corpus_pairs": len(keep), "dropped": dropped}
     for split in ("val", "test"):
         if split in files:
             split_lengths, _ = _encode_split(folder, split, files[split], sides, ".bin", progress)
@@ -353,6 +335,55 @@ def build_store(
     _write(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
     _fsync_dir(folder)
     return manifest
+
+
+def _build_train(
+    folder: Path,
+    paths: tuple[Path, Path],
+    tokenizer_settings: Mapping[str, Any],
+    max_length: int | None,
+    tokenizers: Tokenizers | None,
+    progress: bool | None,
+    splits: dict[str, Any],
+) -> Tokenizers:
+    """Train the tokenizers unless given, encode and filter the training split into ``folder`` and describe it in
+    ``splits["train"]``; returns the tokenizers.
+
+    With a joint model and per-side vocabularies, the split is encoded once with the joint model and each side's
+    vocabulary is taken from the ids it uses (as :meth:`SentencePieceTokenizer.restricted_to` of all its lines).
+    """
+    shared = None
+    if tokenizers is None:
+        settings = dict(tokenizer_settings)
+        per_side_vocab = settings.pop("per_side_vocab") and settings["joint"]
+        src_lines, tgt_lines = _tokenizer_text(*paths, settings["joint"], settings["input_sentence_size"])
+        trained = build_tokenizers(src_lines, tgt_lines, per_side_vocab=False, **settings)
+        del src_lines, tgt_lines
+        if per_side_vocab:
+            shared = trained.src
+        else:
+            tokenizers = trained
+    encoders = (shared, shared) if shared is not None else (tokenizers.src, tokenizers.tgt)  # type: ignore[union-attr]
+    lengths, used = _encode_split(folder, "train", paths, encoders, ".raw", progress)
+    if shared is not None:
+        tokenizers = Tokenizers(
+            src=shared.restricted_to_ids(np.flatnonzero(used[0])),
+            tgt=shared.restricted_to_ids(np.flatnonzero(used[1])),
+            joint=True,
+        )
+        log.info(
+            "per-side vocabularies of the joint model: %d source, %d target pieces",
+            tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
+        )
+    assert tokenizers is not None
+    sides = (tokenizers.src, tokenizers.tgt)
+    keep, dropped = _filter(lengths, max_length, paths)
+    raw_dtype, dtype = _dtype(max(e.vocab_size for e in encoders)), _dtype(max(t.vocab_size for t in sides))
+    for side, tokenizer, side_lengths in zip(SIDES, sides, lengths):
+        _compact(folder, f"train.{side}", side_lengths, keep, raw_dtype, dtype, tokenizer if shared is not None else None)
+    _save(folder / "train.index.npy", np.flatnonzero(keep))
+    splits["train"] = {"pairs": int(keep.sum()), "corpus_pairs": len(keep), "dropped": dropped}
+    return tokenizers
 
 
 def _tokenizer_text(src_path: Path, tgt_path: Path, joint: bool, size: int) -> tuple[list[str], list[str]]:
@@ -429,10 +460,6 @@ def _filter(
     too_long = ~empty & ((src > max_length) | (tgt > max_length)) if max_length is not None else np.zeros_like(empty)
     keep = ~(empty | too_long)
     dropped = {"empty": int(empty.sum()), "too_long": int(too_long.sum())}
-    log.info(
-        "dropped %d of %d training pairs (%d with an empty side, %d with a side longer than max_length=%s pieces)",
-        len(keep) - int(keep.sum()), len(keep), dropped["empty"], dropped["too_long"], max_length,
-    )
     if not keep.any():
         raise DataError(
             f"no training pair of {paths[0]} / {paths[1]} is left after filtering ({dropped['empty']} with an empty "
