@@ -9,15 +9,12 @@ pairs kept and dropped, pieces, vocabulary sizes, size on disk and where the sto
 
 from __future__ import annotations
 
-import logging
 import time
 
 import hydra
 from omegaconf import DictConfig
 
 from .utils.entry import CONFIG_DIR, run_entry_point
-
-log = logging.getLogger(__name__)
 
 
 def prepare(cfg: DictConfig) -> str:
@@ -35,9 +32,7 @@ def prepare(cfg: DictConfig) -> str:
         verify=True,
         progress=cfg.get("progress"),
     )
-    lines = [*describe(store), f"ready in {time.perf_counter() - start:.1f} s"]
-    for line in lines:
-        log.info("%s", line)
+    for line in [*describe(store), f"ready in {time.perf_counter() - start:.1f} s"]:
         print(line)
     return str(store.path)
 

@@ -285,9 +285,11 @@ class BucketBatchSampler:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
         perm = torch.randperm(len(self.lengths), generator=generator)
-        # Chunks are whole multiples of batch_size, so only the very last batch can be short.
-        chunks = perm.split(self.batch_size * self.bucket_factor)
-        batches = self._cut(torch.cat([chunk[torch.argsort(self.lengths[chunk], stable=True)] for chunk in chunks]))
+        # Chunks are whole multiples of batch_size, so only the very last batch can be short. One stable sort by
+        # (chunk, length) sorts every chunk at once, ties in permutation order.
+        chunk_of = np.arange(len(perm)) // (self.batch_size * self.bucket_factor)
+        by_length = np.lexsort((self.lengths.numpy()[perm.numpy()], chunk_of))
+        batches = self._cut(perm[torch.from_numpy(by_length)])
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _cut(self, order: Tensor) -> list[Tensor]:
