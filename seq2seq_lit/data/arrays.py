@@ -31,8 +31,8 @@ class TokenArrays(Sequence[list[int]]):
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, files: tuple[Path, Path] | None = None) -> None:
         if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids):
             raise ValueError(f"offsets must run from 0 to len(ids)={len(ids)}")
-        self.lengths = np.diff(offsets)
-        """(N,) int64 pieces per sentence."""
+        self.lengths = np.diff(offsets).astype(np.int32)
+        """(N,) int32 pieces per sentence."""
         if (self.lengths < 0).any():
             raise ValueError("offsets must not decrease")
         self.ids = ids
@@ -68,7 +68,7 @@ class TokenArrays(Sequence[list[int]]):
 
 
 def lengths_of(sentences: Sequence[Sequence[int]]) -> np.ndarray:
-    """(N,) int64 length of each sentence; from :attr:`TokenArrays.lengths` without touching the ids."""
+    """(N,) int32 length of each sentence; from :attr:`TokenArrays.lengths` without touching the ids."""
     if isinstance(sentences, TokenArrays):
         return sentences.lengths
-    return np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    return np.fromiter(map(len, sentences), dtype=np.int32, count=len(sentences))

@@ -106,7 +106,7 @@ class TranslationDataset(Dataset[Example]):
             filtering.
 
     Attributes:
-        src_lengths, tgt_lengths: (N,) int64 arrays of piece counts per item (``tgt_lengths`` is None without
+        src_lengths, tgt_lengths: (N,) int32 arrays of piece counts per item (``tgt_lengths`` is None without
             targets).
 
     Raises:
@@ -215,7 +215,7 @@ class BucketBatchSampler:
             raise ValueError(f"rank ({rank}) must be in [0, num_replicas) and num_replicas ({num_replicas}) at least 1")
         self.num_replicas = num_replicas
         self.rank = rank
-        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.lengths = torch.as_tensor(lengths, dtype=torch.int32)  # lengths fit; half the memory of int64
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -285,11 +285,12 @@ class BucketBatchSampler:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
         perm = torch.randperm(len(self.lengths), generator=generator)
-        # Chunks are whole multiples of batch_size, so only the very last batch can be short. One stable sort by
-        # (chunk, length) sorts every chunk at once, ties in permutation order.
-        chunk_of = np.arange(len(perm)) // (self.batch_size * self.bucket_factor)
-        by_length = np.lexsort((self.lengths.numpy()[perm.numpy()], chunk_of))
-        batches = self._cut(perm[torch.from_numpy(by_length)])
+        # Chunks are whole multiples of batch_size, so only the very last batch can be short. Two stable sorts, by
+        # length and then by chunk, sort every chunk at once, ties in permutation order.
+        by_length = _stable_argsort(self.lengths.numpy()[perm.numpy()])
+        chunk_of = np.arange(len(perm), dtype=np.int32) // (self.batch_size * self.bucket_factor)
+        by_chunk_and_length = by_length[_stable_argsort(chunk_of[by_length])]
+        batches = self._cut(perm[torch.from_numpy(by_chunk_and_length)])
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _cut(self, order: Tensor) -> list[Tensor]:
@@ -326,6 +327,13 @@ class BucketBatchSampler:
             start += size
             window = max(64, 2 * size)
         return list(order.split(sizes))
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integers; values below 2**16 are sorted as uint16, which numpy radix-sorts."""
+    if len(values) and int(values.max()) < 1 << 16:
+        values = values.astype(np.uint16)
+    return np.argsort(values, kind="stable")
 
 
 class _EpochHook:

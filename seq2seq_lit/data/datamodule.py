@@ -198,7 +198,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_filtered: dict[str, int] = {"empty": 0, "too_long": 0}
         """Training pairs dropped by setup: with an empty side, and with a side longer than max_length."""
-        self._tokenizers: Tokenizers | None = None
+        self._tokenizers: Tokenizers | None = None  # given ones (a checkpoint's); else the store's
         if store_dir is None:
             self._store_tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="s2s-store-")
             store_dir = self._store_tmp.name
@@ -259,9 +259,7 @@ class TranslationDataModule(L.LightningDataModule):
         Assign a :class:`~seq2seq_lit.data.tokenizer.Tokenizers` before :meth:`setup` to use given ones (e.g.
         ``Tokenizers.from_state_dict`` of a checkpoint) instead.
         """
-        if self._tokenizers is None:
-            self._tokenizers = self.store().tokenizers
-        return self._tokenizers
+        return self._tokenizers if self._tokenizers is not None else self.store().tokenizers
 
     @tokenizers.setter
     def tokenizers(self, tokenizers: Tokenizers) -> None:
