@@ -434,8 +434,8 @@ def make_module(corpus: ParallelText, cache: Path, **kwargs: object) -> Translat
 def test_datamodule_filters_training_pairs_only(toy_corpus, tmp_path: Path, caplog) -> None:
     corpus, lines = toy_corpus
     dm = make_module(corpus, tmp_path / "spm")
-    dm.prepare_data()
     with caplog.at_level(logging.INFO, logger="seq2seq_lit.data.datamodule"):
+        dm.prepare_data()  # builds the corpus store
         dm.setup("fit")
     assert dm.num_filtered == {"empty": 1, "too_long": 1}
     assert "dropped 2 of 202 training pairs" in caplog.text

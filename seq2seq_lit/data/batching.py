@@ -11,10 +11,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from seq2seq_lit.data.arrays import TokenArrays, lengths_of
 from seq2seq_lit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Example = tuple[int, Sequence[int], Sequence[int] | None]
@@ -102,13 +104,15 @@ class TranslationDataset(Dataset[Example]):
     """Encoded sentence pairs (or sources only); item i is ``(indices[i], src[i], tgt[i] or None)``.
 
     Args:
-        src: piece ids of each source sentence, without EOS.
-        tgt: piece ids of each target sentence, without BOS/EOS, or None for sources only.
+        src: piece ids of each source sentence, without EOS: lists, or a memory-mapped
+            :class:`~seq2seq_lit.data.arrays.TokenArrays` (kept as it is, not copied).
+        tgt: piece ids of each target sentence, without BOS/EOS (lists or ``TokenArrays``), or None for sources only.
         indices: position of each pair in its split (defaults to 0..N-1); differs from the dataset position after
             filtering.
 
     Attributes:
-        src_lengths, tgt_lengths: piece counts per item (``tgt_lengths`` is None without targets).
+        src_lengths, tgt_lengths: (N,) int32 arrays of piece counts per item (``tgt_lengths`` is None without
+            targets).
 
     Raises:
         ValueError: the sequences have different lengths.
@@ -120,26 +124,30 @@ class TranslationDataset(Dataset[Example]):
         tgt: Sequence[Sequence[int]] | None = None,
         indices: Sequence[int] | None = None,
     ) -> None:
-        self.src = list(src)
-        self.tgt = list(tgt) if tgt is not None else None
-        self.indices = list(indices) if indices is not None else list(range(len(self.src)))
+        self.src = _as_sentences(src)
+        self.tgt = _as_sentences(tgt) if tgt is not None else None
+        self.indices = np.arange(len(self.src)) if indices is None else np.asarray(indices, dtype=np.int64)
         if len(self.indices) != len(self.src) or (self.tgt is not None and len(self.tgt) != len(self.src)):
             raise ValueError("src, tgt and indices must have the same length")
-        self.src_lengths = [len(ids) for ids in self.src]
-        self.tgt_lengths = [len(ids) for ids in self.tgt] if self.tgt is not None else None
+        self.src_lengths = lengths_of(self.src)
+        self.tgt_lengths = lengths_of(self.tgt) if self.tgt is not None else None
 
     def __len__(self) -> int:
         return len(self.src)
 
     def __getitem__(self, i: int) -> Example:
-        return self.indices[i], self.src[i], self.tgt[i] if self.tgt is not None else None
+        return int(self.indices[i]), self.src[i], self.tgt[i] if self.tgt is not None else None
 
     @property
-    def lengths(self) -> list[int]:
-        """Length of each item for bucketing: the longer of source and target."""
+    def lengths(self) -> np.ndarray:
+        """(N,) length of each item for bucketing: the longer of source and target."""
         if self.tgt_lengths is None:
-            return list(self.src_lengths)
-        return [max(s, t) for s, t in zip(self.src_lengths, self.tgt_lengths)]
+            return self.src_lengths.copy()
+        return np.maximum(self.src_lengths, self.tgt_lengths)
+
+
+def _as_sentences(sentences: Sequence[Sequence[int]]) -> Sequence[Sequence[int]]:
+    return sentences if isinstance(sentences, TokenArrays) else list(sentences)
 
 
 class BucketBatchSampler:
@@ -212,7 +220,7 @@ class BucketBatchSampler:
             raise ValueError(f"rank ({rank}) must be in [0, num_replicas) and num_replicas ({num_replicas}) at least 1")
         self.num_replicas = num_replicas
         self.rank = rank
-        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.lengths = torch.as_tensor(lengths, dtype=torch.int32)  # lengths fit; half the memory of int64
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -223,6 +231,7 @@ class BucketBatchSampler:
         self.last_iteration: tuple[int, int] | None = None
         """(epoch, first batch) of the latest iteration started."""
         self._resume: tuple[int, int] | None = None
+        self._cached: tuple[int, list[Tensor]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` for the next iteration."""
@@ -236,7 +245,7 @@ class BucketBatchSampler:
     def __len__(self) -> int:
         """Batches per epoch of this process."""
         if self.max_tokens is not None:  # depends on how the lengths fall into batches: cut them
-            return len(self.batches(self.epoch))
+            return len(self._batches(self.epoch))
         if not self.shuffle:
             n = len(range(self.rank, len(self.lengths), self.num_replicas))
             return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
@@ -249,58 +258,87 @@ class BucketBatchSampler:
         resume, self._resume = self._resume, None
         start = resume[1] if resume is not None and resume[0] == epoch else 0
         self.last_iteration = (epoch, start)
-        return iter(self.batches(epoch)[start:])
+        return (batch.tolist() for batch in self._batches(epoch)[start:])
 
     def batches(self, epoch: int) -> list[list[int]]:
         """This process' batches of ``epoch``, in order (does not advance the epoch)."""
-        if not self.shuffle:
-            order = torch.argsort(self.lengths, stable=True)
-            return self._cut(order[self.rank :: self.num_replicas])
-        if len(self.lengths) == 0:
-            return []
-        batches = self.global_batches(epoch)
-        if self.num_replicas == 1:
-            return batches
-        per_replica = len(batches) // self.num_replicas
-        return batches[self.rank :: self.num_replicas][:per_replica]
+        return [batch.tolist() for batch in self._batches(epoch)]
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """The shuffled batches of ``epoch`` of all processes together, in order; process ``r`` gets every
         ``num_replicas``-th one from the ``r``-th on."""
+        return [batch.tolist() for batch in self._global_batches(epoch)]
+
+    def _batches(self, epoch: int) -> list[Tensor]:
+        """:meth:`batches` as views of one tensor of positions (a list per batch is made only when it is used); the
+        latest epoch's are kept, as ``len()`` of token-based batches needs them too."""
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
+        if not self.shuffle:
+            order = torch.argsort(self.lengths, stable=True)
+            batches = self._cut(order[self.rank :: self.num_replicas])
+        else:
+            batches = self._global_batches(epoch)
+            if self.num_replicas > 1:
+                per_replica = len(batches) // self.num_replicas
+                batches = batches[self.rank :: self.num_replicas][:per_replica]
+        self._cached = (epoch, batches)
+        return batches
+
+    def _global_batches(self, epoch: int) -> list[Tensor]:
         if len(self.lengths) == 0:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
         perm = torch.randperm(len(self.lengths), generator=generator)
-        # Chunks are whole multiples of batch_size, so only the very last batch can be short.
-        chunks = perm.split(self.batch_size * self.bucket_factor)
-        batches = self._cut(torch.cat([chunk[torch.argsort(self.lengths[chunk], stable=True)] for chunk in chunks]))
+        # Chunks are whole multiples of batch_size, so only the very last batch can be short. Two stable sorts, by
+        # length and then by chunk, sort every chunk at once, ties in permutation order.
+        by_length = _stable_argsort(self.lengths.numpy()[perm.numpy()])
+        chunk_of = np.arange(len(perm), dtype=np.int32) // (self.batch_size * self.bucket_factor)
+        by_chunk_and_length = by_length[_stable_argsort(chunk_of[by_length])]
+        batches = self._cut(perm[torch.from_numpy(by_chunk_and_length)])
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
-    def _cut(self, order: Tensor) -> list[list[int]]:
+    def _cut(self, order: Tensor) -> list[Tensor]:
         if len(order) == 0:  # split would give one empty batch
             return []
         if self.max_tokens is not None:
             return self._cut_by_tokens(order)
-        batches = [batch.tolist() for batch in order.split(self.batch_size)]
+        batches = list(order.split(self.batch_size))
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         return batches
 
-    def _cut_by_tokens(self, order: Tensor) -> list[list[int]]:
-        """Consecutive runs of ``order`` whose ``items x longest`` stays within ``max_tokens`` (and items within
-        ``batch_size``)."""
-        batches: list[list[int]] = []
-        batch: list[int] = []
-        longest = 0
-        for position, length in zip(order.tolist(), self.lengths[order].tolist()):
-            grown = max(longest, length)
-            if batch and ((len(batch) + 1) * grown > self.max_tokens or len(batch) == self.batch_size):
-                batches.append(batch)
-                batch, grown = [], length
-            batch.append(position)
-            longest = grown
-        batches.append(batch)
-        return batches
+    def _cut_by_tokens(self, order: Tensor) -> list[Tensor]:
+        """Consecutive runs of ``order``, each as long as keeps ``items x longest`` within ``max_tokens`` (and items
+        within ``batch_size``); an item that alone exceeds ``max_tokens`` makes a batch of its own.
+
+        Each batch is found with array operations on a window of the lengths after its first item, so the work is per
+        batch, not per item.
+        """
+        assert self.max_tokens is not None
+        lengths = self.lengths[order].numpy()
+        sizes: list[int] = []
+        start, window = 0, 64
+        while start < len(lengths):
+            window = min(window, self.batch_size)
+            run = lengths[start : start + window]
+            # Item k of the run (k >= 1) joins if (k + 1) x the longest of items 0..k stays within max_tokens.
+            over = np.flatnonzero(np.arange(2, len(run) + 1) * np.maximum.accumulate(run)[1:] > self.max_tokens)
+            if len(over) == 0 and len(run) == window < self.batch_size:
+                window *= 2  # the batch may be longer than the window: look further
+                continue
+            size = int(over[0]) + 1 if len(over) else len(run)
+            sizes.append(size)
+            start += size
+            window = max(64, 2 * size)
+        return list(order.split(sizes))
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integers; values below 2**16 are sorted as uint16, which numpy radix-sorts."""
+    if len(values) and int(values.max()) < 1 << 16:
+        values = values.astype(np.uint16)
+    return np.argsort(values, kind="stable")
 
 
 class _EpochHook:

@@ -7,10 +7,14 @@ which makes the files available (downloading them if needed). :class:`ParallelTe
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
+from collections.abc import Iterator
+from itertools import chain, islice
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from seq2seq_lit.data.encoding import check_text_bytes
 from seq2seq_lit.errors import ConfigError, DataError
@@ -53,36 +57,48 @@ def decode_lines(data: bytes, name: str, fix: str) -> list[str]:
         DataError: ``data`` is not valid UTF-8 (the message gives the line, the byte offset in the line and in the data),
             or is UTF-16/UTF-32 text or holds NUL bytes (:func:`~seq2seq_lit.data.encoding.check_text_bytes`).
     """
-    check_text_bytes(data, name)
+    return _decode_block(data, name, fix, first_line=1, offset=0)
+
+
+def _decode_block(data: bytes, name: str, fix: str, first_line: int, offset: int) -> list[str]:
+    """The lines of ``data``, which starts at line ``first_line`` and byte ``offset`` of its stream (for errors and
+    the byte order mark, dropped at offset 0)."""
+    check_text_bytes(data, name, first_line, offset)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        line = first_line + data.count(b"\n", 0, e.start)
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1)
         raise DataError(
-            f"{name}:{line}: invalid UTF-8 at byte {column} of the line (file offset {e.start}; offsets count from 0): "
-            f"{e.reason} (bytes {data[e.start:e.end].hex(' ')}); fix: {fix}"
+            f"{name}:{line}: invalid UTF-8 at byte {column} of the line (file offset {offset + e.start}; offsets count "
+            f"from 0): {e.reason} (bytes {data[e.start:e.end].hex(' ')}); fix: {fix}"
         ) from None
-    lines = text.removeprefix("\ufeff").split("\n")
+    lines = (text.removeprefix("\ufeff") if offset == 0 else text).split("\n")
     if lines[-1] == "":
         lines.pop()  # the final "\n" ends the last line; it does not start an empty one
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def read_lines(path: PathLike) -> list[str]:
-    """Lines of a UTF-8 text file, without their line ending ("\\n" or "\\r\\n"); other whitespace is kept.
+GZIP_MAGIC = b"\x1f\x8b"
+BLOCK_BYTES = 1 << 24
+"""Bytes read (and decoded) at a time by :func:`iter_line_blocks`."""
 
-    A final line without a newline counts as a line; a leading UTF-8 byte order mark is dropped. Lines are split on
-    "\\n" only (not on the other Unicode line breaks that ``str.splitlines`` knows), so that a stray U+2028 inside a
-    sentence cannot shift the alignment of a parallel corpus.
+
+def open_corpus_file(path: PathLike) -> BinaryIO:
+    """``path`` opened for reading bytes; a gzip file (recognised by its first bytes, e.g. ``train.de.gz``) is
+    decompressed on the fly.
 
     Raises:
-        DataError: the file is missing or unreadable, has 0 lines, or is not valid UTF-8 (the message gives the line,
-            the byte offset in the line and in the file).
+        DataError: the file is missing or unreadable.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
+        if f.read(2) == GZIP_MAGIC:
+            f.close()
+            return gzip.open(path, "rb")
+        f.seek(0)
+        return f
     except FileNotFoundError:
         raise DataError(
             f"{path}: file not found (resolved to {path.absolute()}). Fix: check the path in the data config, "
@@ -91,25 +107,98 @@ def read_lines(path: PathLike) -> list[str]:
     except OSError as e:
         message = f"{path}: cannot read the file ({e.strerror}). Fix: point the data config at a readable file."
         raise DataError(message) from None
-    lines = decode_lines(data, str(path), fix=f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > {path.name}.utf8")
-    if not lines:
+
+
+def iter_line_blocks(path: PathLike, block_bytes: int = BLOCK_BYTES) -> Iterator[list[str]]:
+    """The lines of a UTF-8 text file (plain or gzip), as :func:`read_lines` splits them, in lists of about
+    ``block_bytes`` of text each: the file is read as a stream, never held whole.
+
+    This is the one place where corpus text is read and decoded.
+
+    Raises:
+        DataError: the file is missing or unreadable, not valid gzip, has 0 lines, or is not valid UTF-8 (the message
+            gives the line, the byte offset in the line and in the (decompressed) file).
+    """
+    path = Path(path)
+    fix = f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > {path.name}.utf8"
+    line, offset, rest = 1, 0, b""
+    with open_corpus_file(path) as f:
+        while True:
+            try:
+                chunk = f.read(block_bytes)
+            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise DataError(
+                    f"{path}: not a complete gzip file ({e}) after line {line - 1}. Fix: download or compress it "
+                    f"again (gzip -t {path} checks it)"
+                ) from None
+            data = rest + chunk
+            # Decode whole lines only (a block boundary may fall inside a character); at the end of the stream the
+            # last line needs no "\n".
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            block, rest = data[:cut], data[cut:]
+            if block:
+                lines = _decode_block(block, str(path), fix, line, offset)
+                line, offset = line + len(lines), offset + len(block)
+                yield lines
+            if not chunk:
+                break
+    if line == 1:
         raise DataError(f"{path}: file is empty (0 lines). Fix: point the data config at the right file, or fill it.")
-    return lines
+
+
+def read_lines(path: PathLike) -> list[str]:
+    """Lines of a UTF-8 text file (plain or gzip), without their line ending ("\\n" or "\\r\\n"); other whitespace
+    is kept.
+
+    A final line without a newline counts as a line; a leading UTF-8 byte order mark is dropped. Lines are split on
+    "\\n" only (not on the other Unicode line breaks that ``str.splitlines`` knows), so that a stray U+2028 inside a
+    sentence cannot shift the alignment of a parallel corpus.
+
+    Raises:
+        DataError: as :func:`iter_line_blocks`.
+    """
+    return list(chain.from_iterable(iter_line_blocks(path)))
+
+
+def iter_parallel(
+    src_path: PathLike, tgt_path: PathLike, chunk_lines: int = 50_000
+) -> Iterator[tuple[list[str], list[str]]]:
+    """(source lines, target lines) of a parallel corpus in chunks of ``chunk_lines`` pairs, read as streams.
+
+    Raises:
+        DataError: either file cannot be read (see :func:`iter_line_blocks`), or their line counts differ (raised when
+            the shorter file ends, after the chunks before).
+    """
+    src_lines = chain.from_iterable(iter_line_blocks(src_path))
+    tgt_lines = chain.from_iterable(iter_line_blocks(tgt_path))
+    seen = 0
+    while True:
+        src, tgt = list(islice(src_lines, chunk_lines)), list(islice(tgt_lines, chunk_lines))
+        if len(src) != len(tgt):
+            num_src = seen + len(src) + sum(1 for _ in src_lines)
+            num_tgt = seen + len(tgt) + sum(1 for _ in tgt_lines)
+            raise DataError(
+                f"{src_path} has {num_src} lines but {tgt_path} has {num_tgt} lines; a parallel corpus needs one "
+                f"translation per line. Fix: pair the right files, or repair the shorter one (a missing or extra "
+                f"line, or a sentence split over two lines)."
+            )
+        if not src:
+            return
+        seen += len(src)
+        yield src, tgt
 
 
 def read_parallel(src_path: PathLike, tgt_path: PathLike) -> tuple[list[str], list[str]]:
     """Source and target lines of a parallel corpus: line i of the target file translates line i of the source file.
 
     Raises:
-        DataError: either file cannot be read (see :func:`read_lines`), or their line counts differ.
+        DataError: as :func:`iter_parallel`.
     """
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise DataError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)} lines; a parallel corpus needs one "
-            f"translation per line. Fix: pair the right files, or repair the shorter one (a missing or extra line, "
-            f"or a sentence split over two lines)."
-        )
+    src: list[str] = []
+    tgt: list[str] = []
+    for src_chunk, tgt_chunk in iter_parallel(src_path, tgt_path):
+        src += src_chunk
+        tgt += tgt_chunk
     return src, tgt
 
 

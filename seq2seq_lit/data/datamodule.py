@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import lightning as L
@@ -11,9 +12,18 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
-from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, read_parallel
-from seq2seq_lit.data.tokenizer import BOS_ID, DEFAULT_CACHE_DIR, EOS_ID, PAD_ID, Tokenizers, build_tokenizers
-from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, open_corpus_file, read_parallel
+from seq2seq_lit.data.store import CorpusStore, open_store
+from seq2seq_lit.data.tokenizer import (
+    BOS_ID,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_INPUT_SENTENCE_SIZE,
+    EOS_ID,
+    PAD_ID,
+    Tokenizers,
+    sample_positions,
+)
+from seq2seq_lit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +34,7 @@ TOKENIZER_DEFAULTS: dict[str, Any] = {
     "model_type": "bpe",
     "character_coverage": 1.0,
     "cache_dir": DEFAULT_CACHE_DIR,
+    "input_sentence_size": DEFAULT_INPUT_SENTENCE_SIZE,
 }
 # Splits that setup(stage) encodes eagerly; any other split is read on first use.
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -114,12 +125,17 @@ class TranslationDataModule(L.LightningDataModule):
     :attr:`tokenizers`, e.g. from a checkpoint). Training pairs with an empty side or a side of more than
     ``max_length`` pieces are dropped (counts in :attr:`num_filtered`); val and test are never filtered.
 
+    The encoded splits live in a memory-mapped corpus store (:mod:`seq2seq_lit.data.store`) under ``store_dir``,
+    built on first use (:meth:`prepare_data`, or :meth:`setup` when it is missing) and opened in seconds by every
+    later run and every process; batches are read from it, so memory does not grow with the corpus.
+
     Args:
         corpus: an instantiated corpus (:class:`~seq2seq_lit.data.corpus.ParallelText`,
             :class:`~seq2seq_lit.data.multi30k.Multi30k`).
         src_lang, tgt_lang: language codes; must match the corpus' ``src_lang``/``tgt_lang`` where it has them.
         tokenizer: settings of :func:`~seq2seq_lit.data.tokenizer.build_tokenizers` (joint, per_side_vocab, vocab_size,
-            model_type, character_coverage, cache_dir); missing keys take :data:`TOKENIZER_DEFAULTS`.
+            model_type, character_coverage, cache_dir, input_sentence_size); missing keys take
+            :data:`TOKENIZER_DEFAULTS`.
         batch_size: training pairs per batch; with ``batch_tokens``, the most pairs per batch.
         batch_tokens: a token-based training batch size: pairs per batch such that pairs x longest (source or
             target, in pieces without BOS/EOS) stays within it; None: ``batch_size`` pairs per batch.
@@ -127,6 +143,7 @@ class TranslationDataModule(L.LightningDataModule):
         max_length: longest training sentence kept, in pieces (BOS/EOS not counted); None keeps all.
         num_workers: DataLoader worker processes (persistent when > 0).
         seed: seed of the training batch order (epoch e uses ``seed + e``).
+        store_dir: folder of corpus stores ("~" is expanded); None: a temporary folder, removed with the data module.
 
     Raises:
         ConfigError: a setting is out of range, a tokenizer key is unknown, or the languages differ from the corpus'.
@@ -144,6 +161,7 @@ class TranslationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         batch_tokens: int | None = None,
+        store_dir: PathLike | None = None,
     ) -> None:
         super().__init__()
         for name, value, minimum in (
@@ -156,6 +174,7 @@ class TranslationDataModule(L.LightningDataModule):
             if not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"data.{name}={value!r}; fix: use an integer of at least {minimum}")
         tokenizer = dict(tokenizer or {})
+        sample_positions(0, tokenizer.get("input_sentence_size", DEFAULT_INPUT_SENTENCE_SIZE))  # checks the setting
         if unknown := sorted(tokenizer.keys() - TOKENIZER_DEFAULTS.keys()):
             raise ConfigError(
                 f"unknown data.tokenizer setting(s) {', '.join(unknown)}; fix: use only {', '.join(TOKENIZER_DEFAULTS)}"
@@ -179,7 +198,12 @@ class TranslationDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_filtered: dict[str, int] = {"empty": 0, "too_long": 0}
         """Training pairs dropped by setup: with an empty side, and with a side longer than max_length."""
-        self._tokenizers: Tokenizers | None = None
+        self._tokenizers: Tokenizers | None = None  # given ones (a checkpoint's); else the store's
+        if store_dir is None:
+            self._store_tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="s2s-store-")
+            store_dir = self._store_tmp.name
+        self.store_dir = store_dir
+        self._store: CorpusStore | None = None
         self._lines: dict[str, tuple[list[str], list[str]]] = {}
         self._datasets: dict[str, TranslationDataset] = {}
         self._train_sampler: BucketBatchSampler | None = None
@@ -204,14 +228,20 @@ class TranslationDataModule(L.LightningDataModule):
     # -- Lightning hooks ------------------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Download the corpus if needed (Lightning runs this on one process per node)."""
+        """Download the corpus if needed and build its corpus store unless it exists (Lightning runs this on one
+        process per node; a file lock makes any other process that gets here wait for the build, then open it).
+
+        Raises:
+            as :meth:`setup`.
+        """
         self.corpus.prepare()
+        self.store()
 
     def setup(self, stage: str | None = None) -> None:
         """Read the stage's splits and the tokenizers; idempotent (work already done is not repeated).
 
-        "fit" encodes train and val, "validate" val, "test"/"predict" test, None train and val; other splits are
-        encoded on first use.
+        "fit" opens train and val, "validate" val, "test"/"predict" test, None train and val; other splits are
+        opened on first use. The corpus store is opened, or built if missing (:meth:`prepare_data` normally has).
 
         Raises:
             DataError: a corpus file is missing, empty, not UTF-8 or misaligned, or filtering left no training pair.
@@ -229,16 +259,14 @@ class TranslationDataModule(L.LightningDataModule):
         Assign a :class:`~seq2seq_lit.data.tokenizer.Tokenizers` before :meth:`setup` to use given ones (e.g.
         ``Tokenizers.from_state_dict`` of a checkpoint) instead.
         """
-        if self._tokenizers is None:
-            src, tgt = self._read("train")
-            self._tokenizers = build_tokenizers(src, tgt, **self.tokenizer_settings)
-        return self._tokenizers
+        return self._tokenizers if self._tokenizers is not None else self.store().tokenizers
 
     @tokenizers.setter
     def tokenizers(self, tokenizers: Tokenizers) -> None:
         if self._datasets:
             raise RuntimeError("set the tokenizers before setup(): splits were already encoded with other ones")
         self._tokenizers = tokenizers
+        self._store = None  # the store of these tokenizers is another one
 
     @property
     def src_vocab_size(self) -> int:
@@ -261,6 +289,26 @@ class TranslationDataModule(L.LightningDataModule):
     @property
     def eos_id(self) -> int:
         return EOS_ID
+
+    def store(self) -> CorpusStore:
+        """The corpus store of this corpus, tokenizer and filter settings (opened once; built if missing).
+
+        Raises:
+            as :meth:`setup`; OSError: ``store_dir`` cannot be written.
+        """
+        if self._store is None:
+            self._store = open_store(
+                self.corpus, self.tokenizer_settings, self.max_length, self.store_dir, tokenizers=self._tokenizers
+            )
+            self.num_filtered = self._store.num_filtered
+            if "train" in self._store.splits:
+                log.info(
+                    "dropped %d of %d training pairs (%d with an empty side, %d with a side longer than max_length=%s "
+                    "pieces); corpus store %s",
+                    sum(self.num_filtered.values()), self._store.manifest["splits"]["train"]["corpus_pairs"],
+                    self.num_filtered["empty"], self.num_filtered["too_long"], self.max_length, self._store.path,
+                )
+        return self._store
 
     # -- raw text -------------------------------------------------------------------------------------------------
 
@@ -370,33 +418,12 @@ class TranslationDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> TranslationDataset:
         check_split(split)
         if split not in self._datasets:
-            src_lines, tgt_lines = self._read(split)
-            tokenizers = self.tokenizers
-            src, tgt = tokenizers.src.encode_batch(src_lines), tokenizers.tgt.encode_batch(tgt_lines)
-            self._datasets[split] = self._filter_train(src, tgt) if split == "train" else TranslationDataset(src, tgt)
+            paths = self.corpus.paths(split)  # the corpus' error for a split it does not have (no test files)
+            store = self.store()
+            if split not in store.splits:  # its files were missing when the store was opened
+                for path in paths:  # the reader's error
+                    open_corpus_file(path).close()
+                self._store = None  # they are there now: open the store that has them
+                store = self.store()
+            self._datasets[split] = store.dataset(split)
         return self._datasets[split]
-
-    def _filter_train(self, src: Sequence[list[int]], tgt: Sequence[list[int]]) -> TranslationDataset:
-        limit = self.max_length if self.max_length is not None else float("inf")
-        keep: list[int] = []
-        empty = too_long = 0
-        for i, (s, t) in enumerate(zip(src, tgt)):
-            if not s or not t:
-                empty += 1
-            elif len(s) > limit or len(t) > limit:
-                too_long += 1
-            else:
-                keep.append(i)
-        self.num_filtered = {"empty": empty, "too_long": too_long}
-        log.info(
-            "dropped %d of %d training pairs (%d with an empty side, %d with a side longer than max_length=%s pieces)",
-            empty + too_long, len(src), empty, too_long, self.max_length,
-        )
-        if not keep:
-            src_path, tgt_path = self.corpus.paths("train")
-            raise DataError(
-                f"no training pair of {src_path} / {tgt_path} is left after filtering ({empty} with an empty side, "
-                f"{too_long} longer than max_length={self.max_length} pieces); fix: raise data.max_length or check "
-                f"the files"
-            )
-        return TranslationDataset([src[i] for i in keep], [tgt[i] for i in keep], keep)

@@ -20,7 +20,7 @@ _BYTE_ORDER_MARKS = (
 )
 
 
-def check_text_bytes(data: bytes, name: str, first_line: int = 1) -> None:
+def check_text_bytes(data: bytes, name: str, first_line: int = 1, offset: int = 0) -> None:
     """Raise DataError if ``data`` (a file's bytes, or a chunk of them that starts a line) is UTF-16 or UTF-32 text or
     holds NUL bytes, which no UTF-8 sentence contains.
 
@@ -29,6 +29,7 @@ def check_text_bytes(data: bytes, name: str, first_line: int = 1) -> None:
         name: what to call them in the error (a path, ``<stdin>``).
         first_line: the 1-based line number ``data`` starts at (for a chunk of a stream); a byte-order mark is looked
             for only at line 1.
+        offset: the byte offset of ``data`` in its file or stream (for the error).
 
     Raises:
         DataError: naming the file, the line of the first NUL byte, and the fix (``iconv``).
@@ -44,7 +45,7 @@ def check_text_bytes(data: bytes, name: str, first_line: int = 1) -> None:
     if nul >= 0:
         line = first_line + data.count(b"\n", 0, nul)
         raise DataError(
-            f"{name}:{line}: a NUL byte (file offset {nul}): not UTF-8 text, but a binary file or UTF-16/UTF-32 text "
+            f"{name}:{line}: a NUL byte (file offset {offset + nul}): not UTF-8 text, but a binary file or UTF-16/UTF-32 text "
             f"without a byte-order mark. Fix: pass the text file; convert UTF-16 with iconv -f UTF-16LE -t UTF-8 "
             f"{name} > {name}.utf8"
         )

@@ -13,10 +13,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sentencepiece as spm
 
 from seq2seq_lit.data._files import atomic_write_bytes
@@ -30,6 +32,9 @@ BOS_ID = 2
 EOS_ID = 3
 MODEL_TYPES = ("bpe", "unigram", "char", "word")
 DEFAULT_CACHE_DIR = "~/.cache/seq2seq_lit/sentencepiece"
+DEFAULT_INPUT_SENTENCE_SIZE = 1_000_000
+SAMPLE_SEED = 0
+"""Seed of the sentences drawn for training a tokenizer on a corpus larger than ``input_sentence_size``."""
 _STATE_VERSION = 2
 
 
@@ -90,8 +95,13 @@ class SentencePieceTokenizer:
     def restricted_to(self, texts: Sequence[str]) -> SentencePieceTokenizer:
         """This model with a vocabulary of the specials and the pieces that encoding ``texts`` uses."""
         used = {i for ids in self._processor.encode(list(texts), out_type=int, num_threads=_num_threads()) for i in ids}
+        return self.restricted_to_ids(used)
+
+    def restricted_to_ids(self, used: Iterable[int]) -> SentencePieceTokenizer:
+        """This model with a vocabulary of the specials and the sentencepiece ids ``used`` (e.g. the distinct ids of an
+        encoded corpus), in increasing order."""
         specials = [PAD_ID, UNK_ID, BOS_ID, EOS_ID]
-        return SentencePieceTokenizer(self._model_bytes, specials + sorted(used - set(specials)))
+        return SentencePieceTokenizer(self._model_bytes, specials + sorted({int(i) for i in used} - set(specials)))
 
     @property
     def vocabulary(self) -> list[int] | None:
@@ -116,6 +126,20 @@ class SentencePieceTokenizer:
         """Piece ids of each text, without BOS or EOS (encoded in parallel threads)."""
         encoded = self._processor.encode(list(texts), out_type=int, num_threads=_num_threads())
         return encoded if self._vocabulary is None else [self._from_spm(ids) for ids in encoded]
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, lengths): the piece ids of all ``texts`` one after the other (int32, without BOS or EOS) and the
+        number of pieces of each text (int64); no Python list per text outlives the call."""
+        encoded = self._processor.encode(list(texts), out_type=int, num_threads=_num_threads())
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int32, count=int(lengths.sum()))
+        return self.from_spm_ids(ids), lengths
+
+    def from_spm_ids(self, ids: np.ndarray) -> np.ndarray:
+        """This side's ids of the sentencepiece ids ``ids`` (an array of any shape); unchanged without a vocabulary."""
+        if self._vocabulary is None:
+            return ids
+        return np.asarray(self._to_model, dtype=np.int32)[ids]
 
     def _from_spm(self, ids: list[int]) -> list[int]:
         return ids if self._vocabulary is None else [self._to_model[i] for i in ids]
@@ -312,6 +336,21 @@ class Tokenizers:
         return cls(src=src, tgt=SentencePieceTokenizer(state["tgt"], state.get("tgt_vocabulary")), joint=joint)
 
 
+def sample_positions(total: int, size: int) -> np.ndarray | None:
+    """Sorted positions of the ``size`` sentences out of ``total`` that a tokenizer trains on, drawn without
+    replacement with the fixed seed :data:`SAMPLE_SEED` (so the model is reproducible); None when ``total <= size``:
+    then every sentence is used, in corpus order.
+
+    Raises:
+        ConfigError: ``size`` is not a positive integer.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"data.tokenizer.input_sentence_size={size!r}; fix: use a positive integer (e.g. 1000000)")
+    if total <= size:
+        return None
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, size, replace=False))
+
+
 def build_tokenizers(
     train_src_lines: Sequence[str],
     train_tgt_lines: Sequence[str],
@@ -321,26 +360,34 @@ def build_tokenizers(
     model_type: str = "bpe",
     character_coverage: float = 1.0,
     cache_dir: str | os.PathLike[str] | None = DEFAULT_CACHE_DIR,
+    input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE,
 ) -> Tokenizers:
     """Train (or load from the cache) the tokenizers of a corpus from its training lines.
 
-    ``joint``: one model of ``vocab_size`` pieces on source and target lines together, used for both sides;
-    otherwise one model of ``vocab_size`` pieces per side. ``per_side_vocab``: with a joint model, each side keeps only
-    the pieces its own training lines use (see :meth:`SentencePieceTokenizer.restricted_to`). Other arguments and
+    ``joint``: one model of ``vocab_size`` pieces on source and target lines together (source lines first), used for
+    both sides; otherwise one model of ``vocab_size`` pieces per side. ``per_side_vocab``: with a joint model, each side
+    keeps only the pieces its own training lines use (see :meth:`SentencePieceTokenizer.restricted_to`).
+    ``input_sentence_size``: the most sentences a model trains on; from more, that many are drawn
+    (:func:`sample_positions`; for a joint model out of the source and target lines together). Other arguments and
     errors: see :func:`train_sentencepiece`.
     """
     settings: dict[str, Any] = dict(
         vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage, cache_dir=cache_dir
     )
     if joint:
-        shared = train_sentencepiece([*train_src_lines, *train_tgt_lines], **settings)
+        shared = train_sentencepiece(_sample([*train_src_lines, *train_tgt_lines], input_sentence_size), **settings)
         if per_side_vocab:
             src, tgt = shared.restricted_to(train_src_lines), shared.restricted_to(train_tgt_lines)
             log.info("per-side vocabularies of the joint model: %d source, %d target pieces", src.vocab_size, tgt.vocab_size)
             return Tokenizers(src=src, tgt=tgt, joint=True)
         return Tokenizers(src=shared, tgt=shared, joint=True)
     return Tokenizers(
-        src=train_sentencepiece(train_src_lines, **settings),
-        tgt=train_sentencepiece(train_tgt_lines, **settings),
+        src=train_sentencepiece(_sample(train_src_lines, input_sentence_size), **settings),
+        tgt=train_sentencepiece(_sample(train_tgt_lines, input_sentence_size), **settings),
         joint=False,
     )
+
+
+def _sample(sentences: Sequence[str], size: int) -> Sequence[str]:
+    positions = sample_positions(len(sentences), size)
+    return sentences if positions is None else [sentences[i] for i in positions.tolist()]

@@ -1,0 +1,546 @@
+"""The corpus store: a corpus' splits encoded once into memory-mapped arrays that every run and process shares.
+
+A store is a folder ``<store_dir>/<key>/`` holding, per split and side, the piece ids of all sentences one after the
+other (``<split>.<side>.bin``, raw little-endian uint16, or int32 for vocabularies above 65,536 pieces) and their
+offsets (``<split>.<side>.offsets.npy``), the corpus positions of the kept training pairs (``train.index.npy``), the
+tokenizer models, and ``manifest.json`` (sizes and sha256 of every file, pair and token counts, the key's inputs).
+
+The key is a sha256 of the store format version, of each input file's fingerprint (size, modification time and a
+sha256 of its first, middle and last MiB: a changed file is noticed without reading all of it), of the tokenizer
+settings (or of the given tokenizers' models) and of ``max_length``. Anything else that would change the arrays is in
+the tokenizer settings; the cache folder of the sentencepiece models is not part of the key.
+
+Writing is atomic: a store is built in a temporary folder beside its final place, every file is fsynced, and the
+folder is renamed into place only once complete; a build that fails or is killed leaves no store that a later run
+opens (its temporary folder is removed by the next build of the same key). A file lock lets one process build while the
+others (DDP processes, jobs of a sweep) wait and then open the finished store. Opening checks the manifest, the file
+sizes and the offsets; :func:`open_store` with ``verify=True`` also checks every file's sha256. A damaged store is
+rebuilt with a warning.
+
+N is the number of pairs of a split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
+
+from seq2seq_lit.data._files import sha256_file
+from seq2seq_lit.data.arrays import TokenArrays
+from seq2seq_lit.data.batching import TranslationDataset
+from seq2seq_lit.data.corpus import SPLITS, Corpus, PathLike, iter_parallel, open_corpus_file
+from seq2seq_lit.data.tokenizer import (
+    SAMPLE_SEED,
+    SentencePieceTokenizer,
+    Tokenizers,
+    build_tokenizers,
+    sample_positions,
+)
+from seq2seq_lit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+STORE_VERSION = 1
+SIDES = ("src", "tgt")
+MANIFEST = "manifest.json"
+_SAMPLE_BYTES = 1 << 20
+_CHUNK_PAIRS = 50_000  # pairs encoded at a time: bounds the Python lists that sentencepiece returns
+
+
+class DamagedStore(Exception):
+    """A store folder that must not be used (incomplete, truncated, or not matching its manifest)."""
+
+
+def file_fingerprint(path: PathLike) -> dict[str, Any]:
+    """``{"size", "mtime_ns", "sample_sha256"}`` of a file: its size in bytes, its modification time, and a sha256 of
+    its first, middle and last MiB.
+
+    Raises:
+        DataError: the file is missing or unreadable.
+    """
+    open_corpus_file(path).close()  # the reader's error for a missing or unreadable file
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for start in sorted({0, max(0, stat.st_size // 2 - _SAMPLE_BYTES // 2), max(0, stat.st_size - _SAMPLE_BYTES)}):
+            f.seek(start)
+            digest.update(f.read(_SAMPLE_BYTES))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sample_sha256": digest.hexdigest()}
+
+
+def corpus_files(corpus: Corpus, need_train: bool = True) -> dict[str, tuple[Path, Path]]:
+    """(source, target) file of each split whose files can be read; a split without them (a corpus without test
+    files, or the training files when given tokenizers make them unnecessary) is left out, and raises its error when
+    the data module needs it.
+
+    Raises:
+        DataError: ``need_train`` and the training files are missing or unreadable.
+    """
+    files = {}
+    for split in SPLITS:
+        try:
+            paths = corpus.paths(split)
+            for path in paths:
+                open_corpus_file(path).close()
+        except DataError:
+            if split == "train" and need_train:
+                raise
+            continue
+        files[split] = paths
+    return files
+
+
+def store_key(
+    files: Mapping[str, tuple[Path, Path]],
+    tokenizer_settings: Mapping[str, Any],
+    max_length: int | None,
+    tokenizers: Tokenizers | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(key, what it hashes) of the store of ``files`` (by split) encoded with the given ``tokenizers``, or with
+    tokenizers trained by ``tokenizer_settings``, and filtered with ``max_length``.
+
+    Raises:
+        DataError: an input file is missing or unreadable.
+    """
+    if tokenizers is not None:
+        state = tokenizers.state_dict()
+        digest = hashlib.sha256(json.dumps([state["joint"], state["src_vocabulary"], state["tgt_vocabulary"]]).encode())
+        digest.update(state["src"])
+        digest.update(state["tgt"])
+        tokenizer: dict[str, Any] = {"given": digest.hexdigest()}
+    else:
+        tokenizer = {k: v for k, v in tokenizer_settings.items() if k != "cache_dir"}
+        tokenizer |= {"sentencepiece": spm.__version__, "sample_seed": SAMPLE_SEED}
+    material = {
+        "version": STORE_VERSION,
+        "files": {split: [file_fingerprint(p) for p in paths] for split, paths in files.items()},
+        "tokenizer": tokenizer,
+        "max_length": max_length,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32], material
+
+
+@dataclass
+class CorpusStore:
+    """An opened store: the tokenizers and each split's encoded pairs, memory-mapped.
+
+    Attributes:
+        path: the store's folder.
+        manifest: the content of its ``manifest.json``.
+        tokenizers: the tokenizers the pairs were encoded with.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    tokenizers: Tokenizers
+    _datasets: dict[str, TranslationDataset] = field(default_factory=dict, repr=False)
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits in the store."""
+        return list(self.manifest["splits"])
+
+    @property
+    def num_filtered(self) -> dict[str, int]:
+        """Training pairs dropped: ``{"empty": ..., "too_long": ...}``."""
+        train = self.manifest["splits"].get("train")
+        return dict(train["dropped"]) if train else {"empty": 0, "too_long": 0}
+
+    def dataset(self, split: str) -> TranslationDataset:
+        """The encoded pairs of ``split`` (for train: the kept ones, with their corpus positions as indices).
+
+        Raises:
+            KeyError: ``split`` is not in the store. DamagedStore: its files do not fit together.
+        """
+        if split in self._datasets:
+            return self._datasets[split]
+        info = self.manifest["splits"][split]
+        try:
+            sides = [
+                TokenArrays.open(self.path / f"{split}.{side}.bin", self.path / f"{split}.{side}.offsets.npy", info["dtype"])
+                for side in SIDES
+            ]
+            indices = np.load(self.path / "train.index.npy", mmap_mode="r") if split == "train" else None
+            self._datasets[split] = TranslationDataset(*sides, indices)
+        except (OSError, ValueError) as e:
+            raise DamagedStore(f"{split}: {e}") from None
+        return self._datasets[split]
+
+    @classmethod
+    def open(cls, path: Path, verify: bool = False) -> CorpusStore:
+        """Open the store at ``path``, checking its manifest, file sizes and offsets (and with ``verify`` every file's
+        sha256).
+
+        Raises:
+            DamagedStore: the store is incomplete or does not match its manifest. FileNotFoundError: there is none.
+        """
+        if not path.is_dir():
+            raise FileNotFoundError(path)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            if manifest.get("version") != STORE_VERSION:
+                raise DamagedStore(f"format version {manifest.get('version')}, expected {STORE_VERSION}")
+            for name, expected in manifest["files"].items():
+                size = (path / name).stat().st_size
+                if size != expected["size"]:
+                    raise DamagedStore(f"{name} has {size} bytes, the manifest says {expected['size']}")
+                if verify and sha256_file(path / name) != expected["sha256"]:
+                    raise DamagedStore(f"{name} does not match its sha256 in the manifest")
+            tok = manifest["tokenizers"]
+            tokenizers = Tokenizers.from_state_dict(
+                {
+                    "joint": tok["joint"],
+                    "src": (path / tok["src_model"]).read_bytes(),
+                    "tgt": (path / tok["tgt_model"]).read_bytes(),
+                    "src_vocabulary": tok["src_vocabulary"],
+                    "tgt_vocabulary": tok["tgt_vocabulary"],
+                }
+            )
+        except (OSError, ValueError, KeyError, TypeError, DataError) as e:
+            raise DamagedStore(f"{type(e).__name__}: {e}") from None
+        store = cls(path, manifest, tokenizers)
+        for split in store.splits:
+            store.dataset(split)  # checks the offsets
+        return store
+
+
+def open_store(
+    corpus: Corpus,
+    tokenizer_settings: Mapping[str, Any],
+    max_length: int | None,
+    store_dir: PathLike,
+    tokenizers: Tokenizers | None = None,
+    verify: bool = False,
+    progress: bool | None = None,
+) -> CorpusStore:
+    """The store of ``corpus`` encoded with ``tokenizers`` (or with ones trained by ``tokenizer_settings``, see
+    :func:`~seq2seq_lit.data.tokenizer.build_tokenizers`) and its training pairs filtered by ``max_length``; built
+    under ``store_dir`` if there is none yet (or it is damaged), else opened.
+
+    Args:
+        progress: show progress bars while building (None: when stderr is a terminal).
+        verify: check every file's sha256 (reads the whole store) instead of its sizes only.
+
+    Raises:
+        DataError: a corpus file is missing, unreadable, not UTF-8 or misaligned, or filtering left no training pair.
+        ConfigError: bad tokenizer settings.
+        OSError: ``store_dir`` cannot be written.
+    """
+    files = corpus_files(corpus, need_train=tokenizers is None)
+    key, material = store_key(files, tokenizer_settings, max_length, tokenizers)
+    root = Path(store_dir).expanduser()
+    path = root / key
+    try:
+        return CorpusStore.open(path, verify)
+    except FileNotFoundError:
+        pass
+    except DamagedStore as e:
+        log.warning("corpus store %s is damaged (%s); building it again", path, e)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / f".{key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is building the corpus store %s; waiting for it", path)
+        lock.acquire()
+    try:
+        try:
+            return CorpusStore.open(path, verify)  # built by the process we waited for
+        except FileNotFoundError:
+            pass
+        except DamagedStore as e:
+            log.warning("corpus store %s is damaged (%s); building it again", path, e)
+        for stale in root.glob(f".{key}.tmp-*"):  # left by a killed build (we hold the lock: nobody is writing it)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+        try:
+            build_store(tmp, files, tokenizer_settings, max_length, tokenizers, material, progress)
+            if path.exists():  # the damaged one: out of the way first (a folder cannot be replaced atomically)
+                shutil.rmtree(path.rename(root / f".{key}.damaged-{os.getpid()}"))
+            tmp.rename(path)
+            _fsync_dir(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
+    return CorpusStore.open(path)
+
+
+def build_store(
+    folder: Path,
+    files: Mapping[str, tuple[Path, Path]],
+    tokenizer_settings: Mapping[str, Any],
+    max_length: int | None,
+    tokenizers: Tokenizers | None,
+    key_material: Mapping[str, Any],
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Write the store of ``files`` into the empty ``folder`` (see :func:`open_store`) and return its manifest; every
+    file is fsynced, the manifest written last.
+
+    Raises:
+        as :func:`open_store`.
+    """
+    start = time.perf_counter()
+    splits: dict[str, Any] = {}
+    if "train" in files:
+        tokenizers = _build_train(folder, files["train"], tokenizer_settings, max_length, tokenizers, progress, splits)
+    assert tokenizers is not None  # corpus_files needs the training files unless tokenizers are given
+    sides = (tokenizers.src, tokenizers.tgt)
+    for split in ("val", "test"):
+        if split in files:
+            split_lengths, _ = _encode_split(folder, split, files[split], sides, ".bin", progress)
+            for side, side_lengths in zip(SIDES, split_lengths):
+                _save(folder / f"{split}.{side}.offsets.npy", _offsets(side_lengths))
+            splits[split] = {"pairs": len(split_lengths[0]), "corpus_pairs": len(split_lengths[0])}
+    for split, info in splits.items():
+        info["dtype"] = _dtype(max(t.vocab_size for t in sides))
+        info["tokens"] = [int(np.load(folder / f"{split}.{side}.offsets.npy", mmap_mode="r")[-1]) for side in SIDES]
+    state = tokenizers.state_dict()
+    models = {"src": "tokenizer.src.model", "tgt": "tokenizer.tgt.model" if state["tgt"] != state["src"] else "tokenizer.src.model"}
+    for side in SIDES:
+        _write(folder / models[side], state[side])
+    manifest = {
+        "version": STORE_VERSION,
+        "key": dict(key_material),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "splits": splits,
+        "tokenizers": {
+            "joint": state["joint"],
+            "src_model": models["src"],
+            "tgt_model": models["tgt"],
+            "src_vocabulary": state["src_vocabulary"],
+            "tgt_vocabulary": state["tgt_vocabulary"],
+        },
+        "files": {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())
+        },
+    }
+    _write(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+    _fsync_dir(folder)
+    return manifest
+
+
+def _build_train(
+    folder: Path,
+    paths: tuple[Path, Path],
+    tokenizer_settings: Mapping[str, Any],
+    max_length: int | None,
+    tokenizers: Tokenizers | None,
+    progress: bool | None,
+    splits: dict[str, Any],
+) -> Tokenizers:
+    """Train the tokenizers unless given, encode and filter the training split into ``folder`` and describe it in
+    ``splits["train"]``; returns the tokenizers.
+
+    With a joint model and per-side vocabularies, the split is encoded once with the joint model and each side's
+    vocabulary is taken from the ids it uses (as :meth:`SentencePieceTokenizer.restricted_to` of all its lines).
+    """
+    shared = None
+    if tokenizers is None:
+        settings = dict(tokenizer_settings)
+        per_side_vocab = settings.pop("per_side_vocab") and settings["joint"]
+        src_lines, tgt_lines = _tokenizer_text(*paths, settings["joint"], settings["input_sentence_size"])
+        trained = build_tokenizers(src_lines, tgt_lines, per_side_vocab=False, **settings)
+        del src_lines, tgt_lines
+        if per_side_vocab:
+            shared = trained.src
+        else:
+            tokenizers = trained
+    encoders = (shared, shared) if shared is not None else (tokenizers.src, tokenizers.tgt)  # type: ignore[union-attr]
+    lengths, used = _encode_split(folder, "train", paths, encoders, ".raw", progress)
+    if shared is not None:
+        tokenizers = Tokenizers(
+            src=shared.restricted_to_ids(np.flatnonzero(used[0])),
+            tgt=shared.restricted_to_ids(np.flatnonzero(used[1])),
+            joint=True,
+        )
+        log.info(
+            "per-side vocabularies of the joint model: %d source, %d target pieces",
+            tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
+        )
+    assert tokenizers is not None
+    sides = (tokenizers.src, tokenizers.tgt)
+    keep, dropped = _filter(lengths, max_length, paths)
+    raw_dtype, dtype = _dtype(max(e.vocab_size for e in encoders)), _dtype(max(t.vocab_size for t in sides))
+    for side, tokenizer, side_lengths in zip(SIDES, sides, lengths):
+        _compact(folder, f"train.{side}", side_lengths, keep, raw_dtype, dtype, tokenizer if shared is not None else None)
+    _save(folder / "train.index.npy", np.flatnonzero(keep))
+    splits["train"] = {"pairs": int(keep.sum()), "corpus_pairs": len(keep), "dropped": dropped}
+    return tokenizers
+
+
+def _tokenizer_text(src_path: Path, tgt_path: Path, joint: bool, size: int) -> tuple[list[str], list[str]]:
+    """The training lines a tokenizer trains on: all of them when there are at most ``size`` sentences (source and
+    target together for a joint model), else the sample of :func:`sample_positions`, read in a second pass."""
+    src: list[str] | None = []
+    tgt: list[str] | None = []
+    num_pairs = 0
+    for src_chunk, tgt_chunk in iter_parallel(src_path, tgt_path, _CHUNK_PAIRS):
+        num_pairs += len(src_chunk)
+        if src is not None and tgt is not None:
+            src += src_chunk
+            tgt += tgt_chunk
+            if (2 if joint else 1) * num_pairs > size:
+                src = tgt = None  # too many to keep: sample them in a second pass
+    if src is not None and tgt is not None:
+        return src, tgt
+    if joint:
+        positions = sample_positions(2 * num_pairs, size)
+        assert positions is not None
+        src_positions, tgt_positions = positions[positions < num_pairs], positions[positions >= num_pairs] - num_pairs
+    else:
+        src_positions = tgt_positions = sample_positions(num_pairs, size)  # type: ignore[assignment]
+    log.info("tokenizer: training on %d sentences drawn from %d training pairs", size, num_pairs)
+    src, tgt = [], []
+    seen = 0
+    for src_chunk, tgt_chunk in iter_parallel(src_path, tgt_path, _CHUNK_PAIRS):
+        for lines, chunk, positions in ((src, src_chunk, src_positions), (tgt, tgt_chunk, tgt_positions)):
+            lo, hi = np.searchsorted(positions, [seen, seen + len(chunk)])
+            lines += [chunk[i - seen] for i in positions[lo:hi].tolist()]
+        seen += len(src_chunk)
+    return src, tgt
+
+
+def _encode_split(
+    folder: Path,
+    split: str,
+    paths: tuple[Path, Path],
+    encoders: tuple[SentencePieceTokenizer, SentencePieceTokenizer],
+    suffix: str,
+    progress: bool | None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Encode a split's pairs chunk by chunk into ``<split>.<side><suffix>``; ([src, tgt] (N,) lengths, [src, tgt]
+    count of each id)."""
+    dtype = _dtype(max(e.vocab_size for e in encoders))
+    lengths: list[list[np.ndarray]] = [[], []]
+    used = [np.zeros(e.vocab_size, dtype=np.int64) for e in encoders]
+    outputs = [open(folder / f"{split}.{side}{suffix}", "wb") for side in SIDES]
+    bar = tqdm(desc=f"encoding {split}", unit=" pairs", unit_scale=True, disable=None if progress is None else not progress)
+    try:
+        for chunk in iter_parallel(*paths, _CHUNK_PAIRS):
+            for side, lines in enumerate(chunk):
+                ids, side_lengths = encoders[side].encode_flat(lines)
+                ids.astype(dtype).tofile(outputs[side])
+                lengths[side].append(side_lengths)
+                used[side] += np.bincount(ids, minlength=len(used[side]))
+            bar.update(len(chunk[0]))
+        for output in outputs:
+            output.flush()
+            os.fsync(output.fileno())
+    finally:
+        bar.close()
+        for output in outputs:
+            output.close()
+    return [np.concatenate(side_lengths) for side_lengths in lengths], used
+
+
+def _filter(
+    lengths: list[np.ndarray], max_length: int | None, paths: tuple[Path, Path]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(N,) bool: the training pairs kept (no empty side, no side longer than ``max_length``); the dropped counts."""
+    src, tgt = lengths
+    empty = (src == 0) | (tgt == 0)
+    too_long = ~empty & ((src > max_length) | (tgt > max_length)) if max_length is not None else np.zeros_like(empty)
+    keep = ~(empty | too_long)
+    dropped = {"empty": int(empty.sum()), "too_long": int(too_long.sum())}
+    if not keep.any():
+        raise DataError(
+            f"no training pair of {paths[0]} / {paths[1]} is left after filtering ({dropped['empty']} with an empty "
+            f"side, {dropped['too_long']} longer than max_length={max_length} pieces); fix: raise data.max_length or "
+            f"check the files"
+        )
+    return keep, dropped
+
+
+def _compact(
+    folder: Path,
+    name: str,
+    lengths: np.ndarray,
+    keep: np.ndarray,
+    raw_dtype: str,
+    dtype: str,
+    remap: SentencePieceTokenizer | None,
+) -> None:
+    """``<name>.raw`` (the ids of all pairs; sentencepiece ids that ``remap`` turns into its own, if given) ->
+    ``<name>.bin`` (the ids of the kept pairs) and its offsets; the raw file is removed."""
+    raw_file = folder / f"{name}.raw"
+    raw = np.memmap(raw_file, dtype=raw_dtype, mode="r") if raw_file.stat().st_size else np.zeros(0, raw_dtype)
+    offsets = _offsets(lengths)
+    with open(folder / f"{name}.bin", "wb") as out:
+        for start in range(0, len(lengths), 20 * _CHUNK_PAIRS):
+            stop = min(start + 20 * _CHUNK_PAIRS, len(lengths))
+            ids = raw[offsets[start] : offsets[stop]]
+            kept = ids[np.repeat(keep[start:stop], lengths[start:stop])]
+            (remap.from_spm_ids(kept.astype(np.int32)) if remap is not None else kept).astype(dtype).tofile(out)
+        out.flush()
+        os.fsync(out.fileno())
+    del raw
+    raw_file.unlink()
+    _save(folder / f"{name}.offsets.npy", _offsets(lengths[keep]))
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _dtype(vocab_size: int) -> str:
+    return "<u2" if vocab_size <= 1 << 16 else "<i4"
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array, dtype=np.int64))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store_size(path: Path) -> int:
+    """Bytes on disk of the store at ``path``."""
+    return sum(p.stat().st_size for p in path.iterdir())
+
+
+def describe(store: CorpusStore) -> Iterable[str]:
+    """Summary lines of a store: pairs kept and dropped, tokens, size on disk, where it is."""
+    for split, info in store.manifest["splits"].items():
+        line = f"{split}: {info['pairs']:,} pairs, {info['tokens'][0]:,} source / {info['tokens'][1]:,} target pieces"
+        if "dropped" in info:
+            d = info["dropped"]
+            line += f" ({d['empty']:,} dropped with an empty side, {d['too_long']:,} longer than max_length)"
+        yield line
+    yield f"vocabulary: {store.tokenizers.src.vocab_size:,} source / {store.tokenizers.tgt.vocab_size:,} target pieces"
+    yield f"size on disk: {store_size(store.path) / 1e6:,.1f} MB at {store.path}"
+
