@@ -14,6 +14,7 @@ from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationData
 from seq2seq_lit.data.corpus import Corpus, ParallelText, PathLike, check_split, read_parallel
 from seq2seq_lit.data.tokenizer import BOS_ID, DEFAULT_CACHE_DIR, EOS_ID, PAD_ID, Tokenizers, build_tokenizers
 from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.utils.lightning_internals import replaces_samplers
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,7 @@ class TranslationDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 1, 0
-        if trainer.world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+        if trainer.world_size > 1 and replaces_samplers(trainer):
             raise ConfigError(
                 "data-parallel training needs trainer.use_distributed_sampler=false: the data module shards its "
                 "length-bucketed batches itself. Fix: use trainer=ddp, or add +trainer.use_distributed_sampler=false"
