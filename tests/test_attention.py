@@ -23,7 +23,7 @@ from seq2seq_lit.modules import (
     PredictiveLocalAttention,
     ScaledDotAttention,
 )
-from seq2seq_lit.modules.attention import build_score
+from seq2seq_lit.modules.attention import SCORES, build_score
 from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names, markdown_table
 
 B, T, S, Q, K = 3, 5, 7, 6, 4
@@ -363,7 +363,7 @@ def test_dot_scores_refuse_different_query_and_key_sizes(cls):
 
 
 def test_bad_score_configuration_is_refused_with_the_choices():
-    choices = "valid choices: additive, concat, cosine, dot, general, location, scaled_dot"
+    choices = f"valid choices: {', '.join(SCORES)}"  # the catalogue's scores, in name order
     with pytest.raises(ConfigError, match=choices):
         build_score("magic", Q, K)
     with pytest.raises(ConfigError, match=choices):
@@ -372,7 +372,8 @@ def test_bad_score_configuration_is_refused_with_the_choices():
         PredictiveLocalAttention(query_size=Q, key_size=K, score="general", score_options={"coverage": True})
     with pytest.raises(ConfigError, match="no option heads; valid choices: hidden_size, coverage"):
         build_score("additive", Q, K, {"heads": 2})
-    with pytest.raises(ConfigError, match="valid choices: additive, concat, cosine, general, location"):
+    with_parameters = ", ".join(name for name in SCORES if name not in ("dot", "scaled_dot"))
+    with pytest.raises(ConfigError, match=f"valid choices: {with_parameters}"):
         MultiHeadAttention(query_size=K, key_size=K, score="dot")
     with pytest.raises(ConfigError, match="heads >= 1"):
         MultiHeadAttention(query_size=Q, key_size=K, heads=0)
