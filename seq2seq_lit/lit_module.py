@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from .data import Batch, Tokenizers
-from .metrics import bleu_by_source_length, corpus_scores
+from .metrics import bleu_by_source_length, corpus_metrics
 from .modules import Seq2Seq
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
@@ -115,7 +115,6 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
         self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
-        self.trained_tokens = 0  # non-pad source + target tokens seen in training, for throughput figures
 
     # -- inference ---------------------------------------------------------------------------------------------------
 
@@ -153,12 +152,11 @@ class Seq2SeqLitModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
-        loss, num_tokens = self._token_nll(batch, self.hparams.label_smoothing, ratio)
+        loss, _ = self._token_nll(batch, self.hparams.label_smoothing, ratio)
         if not torch.isfinite(loss):  # stop raises; skip returns None, which makes Lightning skip the update
             return on_nonfinite_loss(self.hparams.nonfinite_loss, loss, self.global_step, self.current_epoch, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
-        self.trained_tokens += num_tokens + int(batch.src_lengths.sum())
         return loss
 
     # -- evaluation --------------------------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ class Seq2SeqLitModule(L.LightningModule):
         all_references = datamodule.references(stage)
         references = [all_references[i] for i in indices]
         self._outputs = {}
-        corpus, self.sacrebleu_signature = corpus_scores(hypotheses, references)
+        corpus = {name: m["score"] for name, m in corpus_metrics(hypotheses, references, ("bleu", "chrf")).items()}
         loss = loss_metric.compute()
         loss_metric.reset()
         scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), **{f"{stage}/{k}": v for k, v in corpus.items()}}

@@ -3,6 +3,7 @@
 from .attention_heatmaps import AttentionHeatmaps
 from .resume import ResumeCheckpoint
 from .sample_translations import SampleTranslations
+from .training_tokens import TrainingTokens
 from .validate_on_last_step import ValidateOnLastStep
 
-__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "SampleTranslations", "ValidateOnLastStep"]
+__all__ = ["AttentionHeatmaps", "ResumeCheckpoint", "SampleTranslations", "TrainingTokens", "ValidateOnLastStep"]
