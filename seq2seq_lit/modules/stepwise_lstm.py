@@ -55,7 +55,7 @@ def check_impl(impl: str, key: str = "lstm_impl") -> str:
 def use_stepwise(impl: str, rnn: nn.Module, device: torch.device) -> bool:
     """Whether ``rnn`` should run stepwise: an LSTM, and ``impl`` is ``stepwise``, or ``auto`` on a CPU while
     gradients are recorded. Without gradients (validation, decoding) ``auto`` runs PyTorch's LSTM, whose fused oneDNN
-    kernel encodes a batch faster (test_2016_flickr, 64 sentences per batch: 270 vs 340-430 ms for the encoder)."""
+    kernel encodes a batch faster (figures in docs/extending.md)."""
     if not isinstance(rnn, nn.LSTM) or impl == "torch":
         return False
     return impl == "stepwise" or (device.type == "cpu" and torch.is_grad_enabled())
