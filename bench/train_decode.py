@@ -26,7 +26,7 @@ CPU bfloat16 may need is set before any other oneDNN work):
   **limit**: the step's useful FLOPs divided by the measured matmul peak (the time the arithmetic alone would take at
   peak; tokens/s likewise), and the **fraction of peak** = limit / measured.
   FLOPs per step are counted analytically from the layer sizes and each batch's real token counts
-  (``seq2seq_lit/utils/flops.py``: matrix products only, backward = 2x forward), and cross-checked on one batch
+  (``bench/flops.py``: matrix products only, backward = 2x forward), and cross-checked on one batch
   against ``torch.utils.flop_counter.FlopCounterMode``, which counts the padded positions the step actually computes
   (so the analytic count is compared in its padded form).
 - **peak RSS**: ``ru_maxrss`` of the configuration's process after training (model, data, optimizer state, allocator).
@@ -117,7 +117,7 @@ def child_peak(spec: dict[str, Any]) -> dict[str, Any]:
     from seq2seq_lit.utils.precision import avoid_unusable_amx
 
     capped = avoid_unusable_amx("bf16-mixed", "cpu" if spec["device"] == "cpu" else "gpu")
-    from seq2seq_lit.utils.flops import matmul_gflops
+    from flops import matmul_gflops
 
     return {
         "device": spec["device"],
@@ -131,22 +131,17 @@ def child_peak(spec: dict[str, Any]) -> dict[str, Any]:
 
 def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``spec["steps"]`` training steps after ``spec["warmup"]``; count their FLOPs; check one with torch."""
-    from seq2seq_lit.utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
+    from seq2seq_lit.train import build_data, build_module, prepare_run
 
     output_dir = Path(spec["output_dir"])
     cfg = compose(spec["overrides"], output_dir)
-    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any oneDNN work
-    unfuse_optimizer_for_clipping(cfg)
+    prepare_run(cfg)  # before any oneDNN work
     import hydra
 
-    from seq2seq_lit.train import build_module
-    from seq2seq_lit.utils.flops import counted_step_flops, training_step_flops
+    from flops import counted_step_flops, training_step_flops
 
     _quiet()
-    L.seed_everything(cfg.seed, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = build_data(cfg.data)
     model = build_module(cfg.model, datamodule)
     device = device_of(cfg)
     timer = StepTimer(spec["warmup"], datamodule.pad_id, cuda=device == "cuda")
@@ -250,15 +245,14 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     """Translate the test split with greedy search and beam 5; sentences/s and BLEU."""
     output_dir = Path(spec["output_dir"])
     cfg = compose(spec["overrides"], output_dir)
-    import hydra
 
     from seq2seq_lit.checkpoints import load_checkpoint
     from seq2seq_lit.data import read_parallel
     from seq2seq_lit.evaluate import split_files
-    from seq2seq_lit.metrics import corpus_scores
+    from seq2seq_lit.metrics import corpus_metrics
     from seq2seq_lit.quantization import quantize_for_decoding
     from seq2seq_lit.search import BeamSearch, GreedySearch
-    from seq2seq_lit.train import build_module
+    from seq2seq_lit.train import build_data, build_module
     from seq2seq_lit.translate import translate_lines
 
     _quiet()
@@ -270,9 +264,7 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["ckpt"]:
         module = load_checkpoint(spec["ckpt"], device)
     else:
-        datamodule = hydra.utils.instantiate(cfg.data)
-        datamodule.prepare_data()
-        module = build_module(cfg.model, datamodule)
+        module = build_module(cfg.model, build_data(cfg.data, stage=None))
         module.to(device)
     module.eval()
     searches = {
@@ -290,9 +282,9 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
-            corpus, _ = corpus_scores(hypotheses, references)
+            bleu = corpus_metrics(hypotheses, references, names=("bleu",))["bleu"]["score"]
             key = name if quantize == "none" else f"{name}_{quantize}"
-            results[key] = {"seconds": seconds, "sentences_per_s": len(sources) / seconds, "bleu": float(corpus["bleu"])}
+            results[key] = {"seconds": seconds, "sentences_per_s": len(sources) / seconds, "bleu": float(bleu)}
     return {
         "ckpt": spec["ckpt"],
         "trained": bool(spec["ckpt"]),

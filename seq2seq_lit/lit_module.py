@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from .data import Batch, Tokenizers
-from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_scores
+from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics
 from .metrics import length_buckets as metrics_length_buckets
 from .guided_alignment import GuidedAlignment, check_guided_alignment
 from .modules import Seq2Seq
@@ -138,7 +138,6 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
         self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
-        self._trained_tokens: torch.Tensor | None = None  # on the device, so that counting does not wait for it
         self.guide: GuidedAlignment | None = None  # set in setup("fit") when guided_alignment has a file
 
     # -- inference ---------------------------------------------------------------------------------------------------
@@ -159,11 +158,6 @@ class Seq2SeqLitModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------------------------
 
-    @property
-    def trained_tokens(self) -> int:
-        """Non-pad source + target tokens (EOS included) this process trained on, for throughput figures."""
-        return 0 if self._trained_tokens is None else int(self._trained_tokens)
-
     def setup(self, stage: str) -> None:
         settings = self.hparams.get("guided_alignment") or {}
         if stage == "fit" and settings.get("file") and self.guide is None:
@@ -176,7 +170,8 @@ class Seq2SeqLitModule(L.LightningModule):
     def _token_nll(
         self, batch: Batch, label_smoothing: float, teacher_forcing_ratio: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy per non-pad target token, that token count (a 0-d tensor on the batch's device), and the attention weights ``(B, T, S)``."""
+        """Mean cross-entropy per non-pad target token, that token count (a 0-d tensor on the batch's device), and the
+        attention weights ``(B, T, S)``."""
         schedule = self.teacher_forcing
         logits, weights = self.net(
             batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio, schedule.feed, schedule.parallel
@@ -193,7 +188,7 @@ class Seq2SeqLitModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
-        token_loss, num_tokens, weights = self._token_nll(batch, self.hparams.label_smoothing, ratio)
+        token_loss, _, weights = self._token_nll(batch, self.hparams.label_smoothing, ratio)
         loss = token_loss
         if self.guide is not None:
             alignment_loss = self.guide.loss(weights, batch)
@@ -204,8 +199,6 @@ class Seq2SeqLitModule(L.LightningModule):
         if self.guide is not None:
             self.log("train/alignment_loss", alignment_loss, batch_size=len(batch))
         self.log("train/teacher_forcing_ratio", ratio, batch_size=len(batch))
-        tokens = num_tokens + batch.src_lengths.sum()
-        self._trained_tokens = tokens if self._trained_tokens is None else self._trained_tokens + tokens
         return loss
 
     def on_train_end(self) -> None:
@@ -238,7 +231,7 @@ class Seq2SeqLitModule(L.LightningModule):
         all_references = datamodule.references(stage)
         references = [all_references[i] for i in indices]
         self._outputs = {}
-        corpus, self.sacrebleu_signature = corpus_scores(hypotheses, references)
+        corpus = {name: m["score"] for name, m in corpus_metrics(hypotheses, references, ("bleu", "chrf")).items()}
         loss = loss_metric.compute()
         loss_metric.reset()
         scores = {f"{stage}/loss": loss, f"{stage}/ppl": torch.exp(loss), **{f"{stage}/{k}": v for k, v in corpus.items()}}

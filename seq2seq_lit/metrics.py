@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import sacrebleu
 
@@ -14,28 +14,25 @@ from .errors import ConfigError
 LENGTH_EDGES: tuple[int, ...] = (10, 20, 30, 40, 50)
 
 
-def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], str]:
-    """sacreBLEU (13a tokenizer, cased) and chrF of detokenized hypotheses against raw references.
-
-    Returns:
-        ``{"bleu": ..., "chrf": ...}`` (0-100) and the BLEU signature.
-
-    Raises:
-        ValueError: if the two lists differ in length.
-    """
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    bleu, chrf = sacrebleu.BLEU(tokenize="13a"), sacrebleu.CHRF()
-    scores = {"bleu": bleu.corpus_score(hypotheses, [references]).score, "chrf": chrf.corpus_score(hypotheses, [references]).score}
-    return scores, str(bleu.get_signature())
+def _bleu(**kwargs: Any) -> sacrebleu.BLEU:
+    return sacrebleu.BLEU(tokenize="13a", **kwargs)
 
 
-def corpus_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, dict[str, Any]]:
+# name -> sacreBLEU metric of corpus_metrics
+METRICS: dict[str, Callable[[], Any]] = {"bleu": _bleu, "chrf": sacrebleu.CHRF, "ter": sacrebleu.TER}
+
+
+def corpus_metrics(
+    hypotheses: Sequence[str], references: Sequence[str], names: Sequence[str] = ("bleu", "chrf", "ter")
+) -> dict[str, dict[str, Any]]:
     """sacreBLEU's BLEU (13a tokenizer, cased), chrF (chrF2, character 6-grams) and TER (Snover et al. 2006; tercom
     tokenizer, case-insensitive) of detokenized hypotheses against raw references, each with its signature.
 
     BLEU and chrF are 0-100, higher is better; TER is the number of edits per reference word in percent, lower is
     better (it can exceed 100).
+
+    Args:
+        names: which of :data:`METRICS` to compute (validation during training skips TER).
 
     Returns:
         ``{"bleu": {"score": ..., "signature": "nrefs:1|case:mixed|...", "details": "BLEU = ... (BP = ...)"},
@@ -47,8 +44,8 @@ def corpus_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     result = {}
-    metrics = (("bleu", sacrebleu.BLEU(tokenize="13a")), ("chrf", sacrebleu.CHRF()), ("ter", sacrebleu.TER()))
-    for name, metric in metrics:
+    for name in names:
+        metric = METRICS[name]()
         score = metric.corpus_score(hypotheses, [references])
         result[name] = {"score": score.score, "signature": str(metric.get_signature()), "details": str(score)}
     return result
@@ -71,6 +68,12 @@ def length_buckets(edges: Sequence[int] = LENGTH_EDGES) -> list[tuple[str, int, 
     return [*buckets, (f"{lows[-1]}+", lows[-1], 10**9)]
 
 
+def bleu_signature() -> str:
+    """The sacreBLEU signature of :func:`corpus_metrics`' BLEU against one reference per sentence (what training
+    and ``s2s-eval`` score), e.g. ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``."""
+    return str(_bleu(references=[["."]]).get_signature())
+
+
 def bleu_by_source_length(
     sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], edges: Sequence[int] = LENGTH_EDGES
 ) -> dict[str, dict[str, float]]:
@@ -88,6 +91,6 @@ def bleu_by_source_length(
     for label, shortest, longest in length_buckets(edges):
         chosen = [i for i, n in enumerate(lengths) if shortest <= n <= longest]
         if chosen:
-            bleu = sacrebleu.BLEU(tokenize="13a").corpus_score([hypotheses[i] for i in chosen], [[references[i] for i in chosen]])
+            bleu = _bleu().corpus_score([hypotheses[i] for i in chosen], [[references[i] for i in chosen]])
             result[label] = {"bleu": bleu.score, "sentences": len(chosen)}
     return result

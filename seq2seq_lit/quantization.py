@@ -5,8 +5,8 @@ Shapes: B batch, T steps, F input size, H hidden size, L layers, G = 4H gates.
 PyTorch's dynamic quantization (``torch.ao.quantization.quantize_dynamic``; Jacob et al. 2018, "Quantization and
 Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference", Sec. 2) stores the weights of the
 linear layers, LSTMs and GRUs as int8 (linear layers: one scale per output row) and quantizes their inputs at run
-time from each call's range; the products run in int8 with int32 accumulation (fbgemm), about 3.5x the fp32
-products' speed on an AVX-512 VNNI CPU at decoding sizes. Embeddings, attention energies and softmaxes stay fp32.
+time from each call's range; the products run in int8 with int32 accumulation (fbgemm). Embeddings, attention
+energies and softmaxes stay fp32. Speeds and BLEU: docs/extending.md and the benchmark (bench/train_decode.py).
 
 The decoder's LSTM is first rewritten as a :class:`LinearLSTM` (same weights), whose step is one product of
 ``[x_t; h_{t-1}]`` with ``[W_ih W_hh]`` per layer; quantized, that is one int8 product per step, where PyTorch's

@@ -23,17 +23,17 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import ResumeCheckpoint
+from .callbacks import ResumeCheckpoint, TrainingTokens
 from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
 from .lit_module import TOKENIZERS_KEY
+from .metrics import bleu_signature
 from .preflight import check_options, check_run
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, RunInterrupted, exit_2_on_config_errors, run_entry_point
@@ -65,27 +65,43 @@ def build_module(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.
     return model
 
 
+def prepare_run(cfg: DictConfig) -> None:
+    """What a run does before building anything: cap oneDNN's ISA where CPU bfloat16 needs it (before any oneDNN
+    operation), unfuse Adam where mixed precision clips gradients, and seed every generator (``cfg.seed``)."""
+    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
+    unfuse_optimizer_for_clipping(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+
+def build_data(data_cfg: DictConfig, tokenizers: Tokenizers | None = None, stage: str | None = "fit") -> L.LightningDataModule:
+    """The data module of ``data_cfg`` (``seq2seq_lit/conf/data``) with its tokenizers, trained or read from the cache
+    (or ``tokenizers``, e.g. a checkpoint's), set up for ``stage`` unless it is None."""
+    datamodule = hydra.utils.instantiate(data_cfg)
+    if tokenizers is not None:
+        datamodule.tokenizers = tokenizers
+    datamodule.prepare_data()
+    if stage is not None:
+        datamodule.setup(stage)
+    return datamodule
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test as configured; returns the metrics also written to ``metrics.json``.
 
     Options, files, the output folder and disk space are checked before the first step (:mod:`seq2seq_lit.preflight`).
     """
     check_options(cfg)
-    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))  # before any oneDNN operation
-    unfuse_optimizer_for_clipping(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    prepare_run(cfg)
 
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), TrainingTokens()]
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg, callbacks)
     checkpoint = read_resume_checkpoint(ckpt_path) if ckpt_path else None
 
     log.info("Data: %s", cfg.data._target_)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    if checkpoint is not None:  # the checkpoint's tokenizers: the weights were trained on their pieces
-        datamodule.tokenizers = Tokenizers.from_state_dict(checkpoint[TOKENIZERS_KEY])
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    # resuming: the checkpoint's tokenizers, since the weights were trained on their pieces
+    tokenizers = Tokenizers.from_state_dict(checkpoint[TOKENIZERS_KEY]) if checkpoint is not None else None
+    datamodule = build_data(cfg.data, tokenizers)
 
     model = build_module(cfg.model, datamodule)
     if checkpoint is not None and (mismatch := state_dict_mismatch(model.state_dict(), checkpoint["state_dict"])):
@@ -126,9 +142,8 @@ def _fit_and_test(
         with _sigterm_exits_nonzero("before training started (no checkpoint)"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
-        tokens = torch.tensor(float(model.trained_tokens), device=trainer.strategy.root_device)
-        tokens = trainer.strategy.reduce(tokens, reduce_op="sum")  # the tokens of all processes
-        metrics["train_tokens_per_second"] = round(float(tokens) / max(metrics["train_seconds"], 1e-9), 1)
+        tokens = next(c for c in trainer.callbacks if isinstance(c, TrainingTokens)).total(trainer)
+        metrics["train_tokens_per_second"] = round(tokens / max(metrics["train_seconds"], 1e-9), 1)
         metrics.update(_floats(trainer.callback_metrics))
 
     if cfg.get("test", True):
@@ -141,7 +156,7 @@ def _fit_and_test(
         metrics["best_model_path"] = best
 
     metrics["global_step"] = trainer.global_step
-    metrics["sacrebleu_signature"] = getattr(model, "sacrebleu_signature", None)
+    metrics["sacrebleu_signature"] = bleu_signature()
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)

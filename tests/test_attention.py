@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 
-from .conftest import CONF_DIR, compose_train
+from .conftest import REPO, compose_train
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.modules import (
     AdditiveAttention,
@@ -24,26 +24,19 @@ from seq2seq_lit.modules import (
     ScaledDotAttention,
 )
 from seq2seq_lit.modules.attention import SCORES, build_score
+from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names, markdown_table
 
 B, T, S, Q, K = 3, 5, 7, 6, 4
 D = 2  # local window radius, small enough that the window excludes positions of a 7-token source
 
-ATTENTIONS = {
-    "dot": DotAttention,
-    "general": GeneralAttention,
-    "concat": ConcatAttention,
-    "additive": AdditiveAttention,
-    "additive_coverage": partial(AdditiveAttention, coverage=True),
-    "scaled_dot": ScaledDotAttention,
-    "cosine": CosineAttention,
-    "cosine_fixed": partial(CosineAttention, learn_sharpness=False),
-    "location": LocationAttention,
-    "multihead": partial(MultiHeadAttention, score="additive", heads=3),
-    "local_m": partial(MonotonicLocalAttention, window=D),
-    "local_p": partial(PredictiveLocalAttention, window=D),
-    "local_p_location": partial(PredictiveLocalAttention, score="location", window=D),
-    "none": NoAttention,
-}
+# every choice of model/attention as its YAML builds it, windows and heads sized for a 7-token source, and variants
+TEST_OPTIONS = {"local_m": {"window": D}, "local_p": {"window": D}, "multihead": {"score": "additive", "heads": 3}}
+ATTENTIONS = {name: attention_factory(name, **TEST_OPTIONS.get(name, {})) for name in attention_names()}
+ATTENTIONS.update(
+    additive_coverage=partial(AdditiveAttention, coverage=True),
+    cosine_fixed=partial(CosineAttention, learn_sharpness=False),
+    local_p_location=partial(PredictiveLocalAttention, score="location", window=D),
+)
 # the weights of these rows are a distribution over the source; local-p rescales them, none has no weights
 NORMALIZED = [name for name in ATTENTIONS if not name.startswith("local_p") and name != "none"]
 SQUARE = (DotAttention,)  # scores that need Q == K
@@ -370,16 +363,17 @@ def test_dot_scores_refuse_different_query_and_key_sizes(cls):
 
 
 def test_bad_score_configuration_is_refused_with_the_choices():
-    choices = "valid choices: dot, general, concat, additive, scaled_dot, cosine, location"
+    choices = f"valid choices: {', '.join(SCORES)}"  # the catalogue's scores, in name order
     with pytest.raises(ConfigError, match=choices):
         build_score("magic", Q, K)
     with pytest.raises(ConfigError, match=choices):
         MultiHeadAttention(query_size=Q, key_size=K, score="local_m")
-    with pytest.raises(ConfigError, match="cannot read coverage; valid choices: concat, additive"):
+    with pytest.raises(ConfigError, match="cannot read coverage; valid choices: additive, concat"):
         PredictiveLocalAttention(query_size=Q, key_size=K, score="general", score_options={"coverage": True})
     with pytest.raises(ConfigError, match="no option heads; valid choices: hidden_size, coverage"):
         build_score("additive", Q, K, {"heads": 2})
-    with pytest.raises(ConfigError, match="valid choices: general, concat, additive, cosine, location"):
+    with_parameters = ", ".join(name for name in SCORES if name not in ("dot", "scaled_dot"))
+    with pytest.raises(ConfigError, match=f"valid choices: {with_parameters}"):
         MultiHeadAttention(query_size=K, key_size=K, score="dot")
     with pytest.raises(ConfigError, match="heads >= 1"):
         MultiHeadAttention(query_size=Q, key_size=K, heads=0)
@@ -387,7 +381,6 @@ def test_bad_score_configuration_is_refused_with_the_choices():
         MonotonicLocalAttention(query_size=Q, key_size=K, window=0)
     with pytest.raises(ConfigError, match="sharpness > 0"):
         CosineAttention(query_size=Q, key_size=K, sharpness=0.0)
-    assert set(SCORES) == {"dot", "general", "concat", "additive", "scaled_dot", "cosine", "location"}
 
 
 @pytest.mark.parametrize("factory", [LocationAttention, partial(MonotonicLocalAttention, score="location")])
@@ -402,11 +395,15 @@ def test_location_refuses_a_source_longer_than_its_maximum(factory):
 
 # -- Hydra configs -------------------------------------------------------------------------------------------------
 
-CONFIG_NAMES = sorted(p.stem for p in (CONF_DIR / "model" / "attention").glob("*.yaml"))
+CONFIG_NAMES = attention_names()
 
 
-def test_every_attention_has_a_config():
-    assert set(CONFIG_NAMES) == set(SCORES) | {"multihead", "local_m", "local_p", "none"}
+def test_the_catalogue_page_shows_every_attention_file():
+    page = (REPO / "docs" / "attention_catalogue.md").read_text(encoding="utf-8")
+    assert markdown_table() in page, (
+        "docs/attention_catalogue.md differs from seq2seq_lit/conf/model/attention/*.yaml; fix: replace its table with "
+        "the output of: python -c 'from seq2seq_lit.modules.attention.catalogue import markdown_table as t; print(t())'"
+    )
 
 
 def test_an_unknown_attention_is_refused_at_composition_with_the_choices(tmp_path):
@@ -442,10 +439,10 @@ def test_attention_configs_build_models(overrides, expected, tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["model/attention=general", "+model.attention.coverage=true"], "valid choices: concat, additive"),
-        (["model/attention=local_m", "+model.attention.score_options.coverage=true"], "valid choices: concat, additive"),
-        (["model/attention=multihead", "model.attention.score=dot"], "valid choices: general, concat, additive"),
-        (["model/attention=local_p", "model.attention.score=multihead"], "valid choices: dot, general, concat"),
+        (["model/attention=general", "+model.attention.coverage=true"], "valid choices: additive, concat"),
+        (["model/attention=local_m", "+model.attention.score_options.coverage=true"], "valid choices: additive, concat"),
+        (["model/attention=multihead", "model.attention.score=dot"], "valid choices: additive, concat, cosine"),
+        (["model/attention=local_p", "model.attention.score=multihead"], "valid choices: additive, concat, cosine"),
         (["model/attention=cosine", "+model.attention.heads=2"], "valid choices: sharpness, learn_sharpness"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ import torch
 
 from seq2seq_lit.data.batching import collate
 from seq2seq_lit.modules import DotAttention, GeneralAttention, LuongDecoder, NoAttention, RNNEncoder, Seq2Seq
-from seq2seq_lit.utils.flops import counted_step_flops, matmul_gflops, training_step_flops
 
 from .conftest import TINY, reverse_data_overrides
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_decode.py"
+sys.path.insert(0, str(BENCH.parent))  # bench/flops.py, as the bench script imports it
+from flops import counted_step_flops, matmul_gflops, training_step_flops  # noqa: E402
 
 
 def _tiny_net(rnn_type: str, layers: int, attention, input_feeding: bool, bridge: str = "last") -> Seq2Seq:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2seq_lit.errors import ConfigError
-from seq2seq_lit.modules.attention.scores import SCORES
+from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names
 from seq2seq_lit.modules import (
     BahdanauDecoder,
     ConcatAttention,
@@ -14,9 +14,7 @@ from seq2seq_lit.modules import (
     GeneralAttention,
     LuongDecoder,
     MonotonicLocalAttention,
-    MultiHeadAttention,
     NoAttention,
-    PredictiveLocalAttention,
     RNNEncoder,
     Seq2Seq,
 )
@@ -67,16 +65,18 @@ FLOWS = [
 ]
 
 
-# encoder outputs K = 2 x 4 = decoder hidden 8, so the dot scores fit; windows of radius 1 on 7-token sources
-ATTENTIONS = {
-    **SCORES,
-    "multihead": partial(MultiHeadAttention, score="concat", heads=2),
-    "local_m": partial(MonotonicLocalAttention, window=1),
-    "local_p": partial(PredictiveLocalAttention, score="additive", window=1),
-    "coverage": partial(ConcatAttention, coverage=True),
-    "local_m_coverage": partial(MonotonicLocalAttention, score="additive", window=1, score_options={"coverage": True}),
-    "none": NoAttention,
+# every choice of model/attention as its YAML builds it, plus coverage variants; encoder outputs K = 2 x 4 = decoder
+# hidden 8, so the dot scores fit; windows of radius 1 on 7-token sources
+TEST_OPTIONS = {
+    "multihead": {"score": "concat", "heads": 2},
+    "local_m": {"window": 1},
+    "local_p": {"score": "additive", "window": 1},
 }
+ATTENTIONS = {name: attention_factory(name, **TEST_OPTIONS.get(name, {})) for name in attention_names()}
+ATTENTIONS.update(
+    coverage=partial(ConcatAttention, coverage=True),
+    local_m_coverage=partial(MonotonicLocalAttention, score="additive", window=1, score_options={"coverage": True}),
+)
 
 
 @pytest.mark.parametrize("attention", list(ATTENTIONS))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from seq2seq_lit.modules.attention.catalogue import attention_names
 from seq2seq_lit.utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 
 from .conftest import TINY, reverse_data_overrides
@@ -88,7 +89,7 @@ AUTOCAST_CHECK = textwrap.dedent(
 )
 
 
-ATTENTIONS = ["general", "additive", "concat", "dot", "scaled_dot", "cosine", "location", "multihead", "local_m", "local_p", "none"]
+ATTENTIONS = attention_names()
 
 
 def test_every_attention_under_bf16_autocast_is_masked_and_normalized_in_float32(tmp_path):

@@ -39,7 +39,7 @@ def test_decoder_steps_equal_nn_lstm_steps(num_layers):
         runner = StepwiseDecoderLSTM(rnn, known, hidden, training=False) if stepwise else None
         for t, x in enumerate(known.unbind(1)):
             if stepwise:
-                out, hidden = runner.step(extra, hidden)
+                out, hidden = runner.step(x, extra, hidden)
             else:
                 out, hidden = rnn(torch.cat([x, extra], -1).unsqueeze(1), hidden)
                 out = out.squeeze(1)

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from seq2seq_lit.modules.attention.catalogue import attention_names
+
 from .conftest import CONF_DIR, TINY, compose_train, reverse_data_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +102,14 @@ def test_every_sweep_combination_composes_and_builds(path, tmp_path):
         build_model(cfg)
         seen.add(tuple(overrides))
     assert len(seen) == len(points)  # every combination is a different command
+
+
+def test_the_attention_grid_sweeps_catalogue_attentions():
+    grid = yaml.safe_load((REPO / "sweeps" / "attention_decoder_grid.yaml").read_text())
+    swept = grid["parameters"]["model/attention"]["values"]
+    unknown = sorted(set(swept) - set(attention_names()))
+    assert not unknown, f"sweeps/attention_decoder_grid.yaml sweeps {unknown}, not files of model/attention"
+    assert len(set(swept)) == len(swept)
 
 
 def test_optuna_search_space_composes_and_builds(tmp_path):

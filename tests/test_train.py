@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from seq2seq_lit.modules.attention.catalogue import attention_names
+
 from .conftest import TINY, compose_train, reverse_data_overrides, run_module
 
 
@@ -115,10 +117,7 @@ def test_bad_input_exits_with_a_message_naming_the_file(reverse_corpus, tmp_path
     assert result.returncode == 2 and "missing.ckpt" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    "attention",
-    ["general", "additive", "dot", "concat", "scaled_dot", "cosine", "location", "multihead", "local_m", "local_p", "none"],
-)
+@pytest.mark.parametrize("attention", attention_names())
 @pytest.mark.parametrize("decoder", ["luong", "bahdanau", "luong_no_feed"])
 def test_every_attention_and_decoder_composes_and_trains(attention, decoder, reverse_corpus, tmp_path):
     from seq2seq_lit.train import train

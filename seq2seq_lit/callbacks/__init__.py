@@ -4,6 +4,14 @@ from .attention_heatmaps import AttentionHeatmaps
 from .rank_streams import RankRandomStreams
 from .resume import ResumeCheckpoint
 from .sample_translations import SampleTranslations
+from .training_tokens import TrainingTokens
 from .validate_on_last_step import ValidateOnLastStep
 
-__all__ = ["AttentionHeatmaps", "RankRandomStreams", "ResumeCheckpoint", "SampleTranslations", "ValidateOnLastStep"]
+__all__ = [
+    "AttentionHeatmaps",
+    "RankRandomStreams",
+    "ResumeCheckpoint",
+    "SampleTranslations",
+    "TrainingTokens",
+    "ValidateOnLastStep",
+]

@@ -19,6 +19,13 @@ from torchmetrics import Metric
 
 from ..errors import ConfigError
 from ..utils.entry import RunInterrupted
+from ..utils.lightning_internals import (
+    batch_ends_an_accumulation,
+    epoch_batches_done,
+    metric_update_count,
+    set_metric_update_count,
+    validation_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,9 @@ class ResumeCheckpoint(Checkpoint):
         dirpath: folder of the checkpoint.
         every_n_train_steps: save after every this many optimizer steps; 0 saves only on a signal and at the end.
         filename: checkpoint file name, without ``.ckpt``.
+
+    Attributes:
+        saved_step: the global step of the latest save (at first, the step training started from).
     """
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 500, filename: str = "last") -> None:
@@ -59,7 +69,7 @@ class ResumeCheckpoint(Checkpoint):
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps
         self.filename = filename
-        self._saved_step = 0
+        self.saved_step = 0
         self._signal: int | None = None
         self._stop_pending = False
         self._previous_handlers: dict[int, Any] = {}
@@ -74,7 +84,7 @@ class ResumeCheckpoint(Checkpoint):
     # -- saving ------------------------------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._saved_step = trainer.global_step
+        self.saved_step = trainer.global_step
         if self._restored is not None:
             _set_rng_states(_rank_rng_state(self._restored["rng"], trainer))
             _set_metric_states(pl_module, self._restored["metrics"])
@@ -85,7 +95,7 @@ class ResumeCheckpoint(Checkpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self.every_n_train_steps
-        due = n > 0 and trainer.global_step // n > self._saved_step // n
+        due = n > 0 and trainer.global_step // n > self.saved_step // n
         if not (due or self._signal is not None) or not self._resumable_here(trainer):
             return
         self._save(trainer)
@@ -102,7 +112,7 @@ class ResumeCheckpoint(Checkpoint):
         # them here, just before the point where the uninterrupted run does. (Other epoch schedulers are stepped
         # at the epoch's last batch, resumed or not.)
         fit_loop = trainer.fit_loop
-        if not fit_loop.restarting or not fit_loop.epoch_loop._num_ready_batches_reached():
+        if not fit_loop.restarting or not epoch_batches_done(trainer):
             return
         monitors = [c.monitor for c in trainer.lr_scheduler_configs if c.reduce_on_plateau and c.interval == "epoch"]
         if missing := [m for m in monitors if m not in trainer.callback_metrics]:
@@ -124,18 +134,17 @@ class ResumeCheckpoint(Checkpoint):
     def _resumable_here(self, trainer: L.Trainer) -> bool:
         """Whether a checkpoint saved now resumes exactly: right after an optimizer step, and neither a validation
         nor the epoch's end comes next."""
-        epoch_loop = trainer.fit_loop.epoch_loop
         return not (
             trainer.fast_dev_run
             or trainer.sanity_checking
-            or epoch_loop._should_accumulate()
-            or epoch_loop._num_ready_batches_reached()
-            or epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+            or not batch_ends_an_accumulation(trainer)
+            or epoch_batches_done(trainer)
+            or validation_due(trainer)
         )
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # through the trainer's CheckpointIO (atomic)
-        self._saved_step = trainer.global_step
+        self.saved_step = trainer.global_step
         log.info("saved %s at step %d", self.path, trainer.global_step)
 
     def _stop(self, trainer: L.Trainer) -> None:
@@ -251,7 +260,7 @@ def _metric_states(pl_module: L.LightningModule) -> dict[str, Any]:
     return {
         name: {
             "states": {k: v.detach().cpu().clone() for k, v in metric.metric_state.items() if isinstance(v, torch.Tensor)},
-            "updates": metric._update_count,
+            "updates": metric_update_count(metric),
         }
         for name, metric in pl_module.named_modules()
         if isinstance(metric, Metric) and name
@@ -267,5 +276,4 @@ def _set_metric_states(pl_module: L.LightningModule, states: dict[str, Any]) -> 
             continue
         for key, value in saved["states"].items():
             setattr(metric, key, value.to(metric.device))
-        metric._update_count = saved["updates"]
-        metric._computed = None
+        set_metric_update_count(metric, saved["updates"])

@@ -24,6 +24,7 @@ from seq2seq_lit.data.tokenizer import (
     sample_positions,
 )
 from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.utils.lightning_internals import replaces_samplers
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +403,7 @@ class TranslationDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 1, 0
-        if trainer.world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+        if trainer.world_size > 1 and replaces_samplers(trainer):
             raise ConfigError(
                 "data-parallel training needs trainer.use_distributed_sampler=false: the data module shards its "
                 "length-bucketed batches itself. Fix: use trainer=ddp, or add +trainer.use_distributed_sampler=false"

@@ -58,10 +58,14 @@ class DecoderState(NamedTuple):
 class RNNDecoder(nn.Module):
     """Shared parts of the decoder flows: the RNN, the attention, dropout on the outputs, and the step loop.
 
+    A flow (a subclass) builds its attention with :func:`~seq2seq_lit.modules.attention.build_attention`, works out
+    the RNN's input size from it, passes both here, and implements :meth:`step`; that is the whole contract. Inside
+    :meth:`step` it runs the RNN through :meth:`run_rnn`, which the teacher-forced unroll (:meth:`forward`) may serve
+    from a stepwise LSTM that has every step's embedding projected already.
+
     Args:
-        embedding_size: E.
-        key_size: K, the size of the encoder outputs the attention reads.
-        attention: a factory ``attention(query_size=..., key_size=...)``, e.g. a Hydra ``_partial_`` config.
+        rnn_input_size: the RNN's input size per step, ``E`` plus what the flow appends to the embedding.
+        attention: the built attention (query size H, key size K).
         hidden_size: H.
         num_layers: L.
         rnn_type: ``rnn``, ``gru`` or ``lstm``.
@@ -72,15 +76,13 @@ class RNNDecoder(nn.Module):
             training on a CPU, else torch). Same parameters and results either way.
 
     Raises:
-        ConfigError: for an unknown ``rnn_type`` or ``lstm_impl``, an option the attention does not take, or as the
-            attention's constructor raises.
+        ConfigError: for an unknown ``rnn_type`` or ``lstm_impl``.
     """
 
     def __init__(
         self,
-        embedding_size: int,
-        key_size: int,
-        attention: AttentionFactory,
+        rnn_input_size: int,
+        attention: Attention,
         hidden_size: int = 512,
         num_layers: int = 1,
         rnn_type: str = "lstm",
@@ -92,31 +94,19 @@ class RNNDecoder(nn.Module):
         self.hidden_size = self.output_size = hidden_size
         self.num_layers = num_layers
         self.rnn_type = rnn_type
-        # built first since its context size sizes the RNN input, but registered after the RNN, which keeps the
-        # parameter order (and so init_range's draws) as before
-        built_attention = build_attention(attention, query_size=hidden_size, key_size=key_size)
         self.rnn = rnn_class(rnn_type)(
-            self.rnn_input_size(embedding_size, built_attention.context_size, hidden_size),
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            rnn_input_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
-        self.attention = built_attention
+        self.attention = attention  # registered after the RNN: the parameter order (and so init_range's draws)
         self.dropout = nn.Dropout(dropout)
-
-    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
-        raise NotImplementedError
+        self._runner: StepwiseDecoderLSTM | None = None  # set during a stepwise unroll (forward)
 
     def init_state(self, hidden: RNNState) -> DecoderState:
         """The state before the first step, from the bridge's output ``(L, B, H)``."""
         return DecoderState(hidden)
 
-    def step(
-        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
-    ) -> tuple[Tensor, DecoderState, Tensor]:
-        """One step from the previous target embedding ``(B, E)``; ``runner``: the stepwise LSTM of a running unroll
-        (:meth:`forward`), which has this embedding's projection already.
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step from the previous target embedding ``(B, E)``.
 
         Returns:
             output: ``(B, H)``, the generator's input.
@@ -125,13 +115,16 @@ class RNNDecoder(nn.Module):
         """
         raise NotImplementedError
 
-    def run_rnn(
-        self, embedded: Tensor, extra: Tensor | None, hidden: RNNState, runner: StepwiseDecoderLSTM | None
-    ) -> tuple[Tensor, RNNState]:
-        """The RNN over one step's input ``[embedded; extra]`` (``(B, E)``, ``(B, F)`` or None); returns the top
-        layer's output ``(B, H)`` and the new state."""
-        if runner is not None:
-            return runner.step(extra, hidden)
+    def run_rnn(self, embedded: Tensor, extra: Tensor | None, hidden: RNNState) -> tuple[Tensor, RNNState]:
+        """The RNN over one step's input ``[embedded; extra]`` (``(B, E)``, ``(B, F)`` or None) from ``hidden``;
+        returns the top layer's output ``(B, H)`` and the new state.
+
+        Raises:
+            RuntimeError: during a stepwise unroll, when ``embedded`` or ``hidden`` is not what the unroll passed to
+                this step (the stepwise LSTM projected the unroll's embeddings in advance and carries its own state).
+        """
+        if self._runner is not None:
+            return self._runner.step(embedded, extra, hidden)
         rnn_input = embedded if extra is None else torch.cat([embedded, extra], dim=-1)
         output, hidden = self.rnn(rnn_input.unsqueeze(1), hidden)
         return output.squeeze(1), hidden
@@ -155,14 +148,17 @@ class RNNDecoder(nn.Module):
     def forward(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, Tensor]:
         """Teacher-forced unroll over ``embedded`` ``(B, T, E)``; returns outputs ``(B, T, H)`` and weights ``(B, T, S)``."""
         outputs, weights = [], []
-        runner = None
+        steps = embedded.unbind(1)  # unbind: one gradient copy for all steps, not one per step
         if use_stepwise(self.lstm_impl, self.rnn, embedded.device):
-            runner = StepwiseDecoderLSTM(self.rnn, embedded, state.hidden, self.training)
-        with single_step_kernels():
-            for step_embedded in embedded.unbind(1):  # unbind: one gradient copy for all steps, not one per step
-                output, state, step_weights = self.step(step_embedded, state, cache, runner)
-                outputs.append(output)
-                weights.append(step_weights)
+            self._runner = StepwiseDecoderLSTM(self.rnn, embedded, state.hidden, self.training)
+        try:
+            with single_step_kernels():
+                for step_embedded in steps:
+                    output, state, step_weights = self.step(step_embedded, state, cache)
+                    outputs.append(output)
+                    weights.append(step_weights)
+        finally:
+            self._runner = None
         return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
 
     @property
@@ -177,20 +173,33 @@ class LuongDecoder(RNNDecoder):
     Without attention (context size 0) this is ``h~_t = tanh(W_c h_t)``.
 
     Args:
+        embedding_size: E.
+        key_size: K, the size of the encoder outputs the attention reads.
+        attention: a factory ``attention(query_size=H, key_size=K)``, e.g. a Hydra ``_partial_`` config.
+        hidden_size: H.
         input_feeding: feed ``h~_{t-1}`` into the RNN with ``y_{t-1}`` (Sec. 3.3). Without it, and unless the
             attention needs a step loop (coverage), the teacher-forced unroll is one RNN call over all T steps and
             one batched attention.
-        Others as :class:`RNNDecoder`.
+        kwargs: ``num_layers``, ``rnn_type``, ``dropout``, ``lstm_impl`` of :class:`RNNDecoder`.
+
+    Raises:
+        ConfigError: as :class:`RNNDecoder`, for an option the attention does not take, or as its constructor raises.
     """
 
-    def __init__(self, *args, input_feeding: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        embedding_size: int,
+        key_size: int,
+        attention: AttentionFactory,
+        hidden_size: int = 512,
+        input_feeding: bool = True,
+        **kwargs,
+    ) -> None:
+        built = build_attention(attention, query_size=hidden_size, key_size=key_size)
+        rnn_input_size = embedding_size + (hidden_size if input_feeding else 0)  # [y_{t-1}; h~_{t-1}]
+        super().__init__(rnn_input_size, built, hidden_size, **kwargs)
         self.input_feeding = input_feeding
-        super().__init__(*args, **kwargs)
-        context_size = self.attention.context_size
-        self.combine = nn.Linear(context_size + self.hidden_size, self.hidden_size, bias=False)  # W_c
-
-    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
-        return embedding_size + (hidden_size if self.input_feeding else 0)
+        self.combine = nn.Linear(built.context_size + hidden_size, hidden_size, bias=False)  # W_c
 
     @property
     def needs_step_loop(self) -> bool:
@@ -202,10 +211,8 @@ class LuongDecoder(RNNDecoder):
         batch = top_layer(hidden).size(0)
         return DecoderState(hidden, top_layer(hidden).new_zeros(batch, self.hidden_size))
 
-    def step(
-        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
-    ) -> tuple[Tensor, DecoderState, Tensor]:
-        rnn_output, hidden = self.run_rnn(embedded, state.input_feed, state.hidden, runner)  # (B, H)
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
+        rnn_output, hidden = self.run_rnn(embedded, state.input_feed, state.hidden)  # (B, H)
         output, weights = self._attentional(rnn_output.unsqueeze(1), state, cache)
         output, weights = output.squeeze(1), weights.squeeze(1)
         return output, self.next_state(state, hidden, weights, output if self.input_feeding else None), weights
@@ -240,34 +247,37 @@ class BahdanauDecoder(RNNDecoder):
     Args:
         deep_output: ``tanh`` or ``maxout``.
         maxout_size: M, the output size with ``maxout`` (the paper: 500 with 1000 hidden units); None: H.
-        Others as :class:`RNNDecoder`.
+        Others as :class:`LuongDecoder`, without ``input_feeding``.
 
     Raises:
-        ConfigError: an unknown ``deep_output``, or as :class:`RNNDecoder`.
+        ConfigError: an unknown ``deep_output``, or as :class:`LuongDecoder`.
     """
 
-    def __init__(self, *args, deep_output: str = "tanh", maxout_size: int | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        embedding_size: int,
+        key_size: int,
+        attention: AttentionFactory,
+        hidden_size: int = 512,
+        deep_output: str = "tanh",
+        maxout_size: int | None = None,
+        **kwargs,
+    ) -> None:
         if deep_output not in DEEP_OUTPUTS:
             raise ConfigError(f"model.decoder.deep_output={deep_output!r}; valid choices: {', '.join(DEEP_OUTPUTS)}")
+        built = build_attention(attention, query_size=hidden_size, key_size=key_size)
+        super().__init__(embedding_size + built.context_size, built, hidden_size, **kwargs)  # [y_{t-1}; c_t]
         self.maxout = deep_output == "maxout"
-        context_size = self.attention.context_size
-        embedding_size = self.rnn.input_size - context_size
         if self.maxout:
-            self.output_size = maxout_size or self.hidden_size
-        inputs, outputs = self.hidden_size + context_size + embedding_size, self.output_size * (2 if self.maxout else 1)
+            self.output_size = maxout_size or hidden_size
+        inputs, outputs = hidden_size + built.context_size + embedding_size, self.output_size * (2 if self.maxout else 1)
         self.deep_output = nn.Linear(inputs, outputs)  # W_o, or [U_o V_o C_o] for maxout
 
-    def rnn_input_size(self, embedding_size: int, context_size: int, hidden_size: int) -> int:
-        return embedding_size + context_size
-
-    def step(
-        self, embedded: Tensor, state: DecoderState, cache: AttentionCache, runner: StepwiseDecoderLSTM | None = None
-    ) -> tuple[Tensor, DecoderState, Tensor]:
+    def step(self, embedded: Tensor, state: DecoderState, cache: AttentionCache) -> tuple[Tensor, DecoderState, Tensor]:
         previous = top_layer(state.hidden)  # s_{t-1}: (B, H)
         context, weights = self.attend(previous.unsqueeze(1), state, cache)  # (B, 1, C), (B, 1, S)
         context, weights = context.squeeze(1), weights.squeeze(1)
-        rnn_output, hidden = self.run_rnn(embedded, context if context.size(-1) else None, state.hidden, runner)
+        rnn_output, hidden = self.run_rnn(embedded, context if context.size(-1) else None, state.hidden)
         if self.maxout:
             pre = self.deep_output(torch.cat([previous, context, embedded], dim=-1))  # t~_t: (B, 2 M)
             output = pre.unflatten(-1, (self.output_size, 2)).amax(-1)

@@ -45,9 +45,8 @@ def single_step_kernels() -> Iterator[None]:
     """Context for loops that call an RNN one time step at a time.
 
     oneDNN's fused RNN kernel, which PyTorch picks on CPU, has a high fixed cost per call that pays off over long
-    sequences but not for one step (measured with the reference model, 64 sentences per batch: 0.33 s per training
-    step with it, 0.28 s without), so step loops use the native kernel. Elsewhere (encoder, one-call unroll) the
-    flag is left as it is.
+    sequences but not for one step (figures in docs/extending.md), so step loops use the native kernel. Elsewhere
+    (encoder, one-call unroll) the flag is left as it is.
     """
     enabled = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False

@@ -55,7 +55,7 @@ def check_impl(impl: str, key: str = "lstm_impl") -> str:
 def use_stepwise(impl: str, rnn: nn.Module, device: torch.device) -> bool:
     """Whether ``rnn`` should run stepwise: an LSTM, and ``impl`` is ``stepwise``, or ``auto`` on a CPU while
     gradients are recorded. Without gradients (validation, decoding) ``auto`` runs PyTorch's LSTM, whose fused oneDNN
-    kernel encodes a batch faster (test_2016_flickr, 64 sentences per batch: 270 vs 340-430 ms for the encoder)."""
+    kernel encodes a batch faster (figures in docs/extending.md)."""
     if not isinstance(rnn, nn.LSTM) or impl == "torch":
         return False
     return impl == "stepwise" or (device.type == "cpu" and torch.is_grad_enabled())
@@ -197,6 +197,9 @@ class StepwiseDecoderLSTM:
         hidden: the initial ``(h, c)``, each ``(L, B, H)``.
         training: whether dropout between layers is active.
 
+    Each :meth:`step` is given the step's known input and the state, and checks them: the known inputs were projected
+    here in advance, so a step can only take them in order, once each, and the first step the initial state.
+
     Raises:
         ConfigError: for an LSTM with projections (``proj_size``) or bidirectional, which a decoder never builds.
     """
@@ -204,6 +207,7 @@ class StepwiseDecoderLSTM:
     def __init__(self, rnn: nn.LSTM, known: Tensor, hidden: tuple[Tensor, Tensor], training: bool) -> None:
         if rnn.bidirectional or rnn.proj_size:
             raise ConfigError("the stepwise LSTM decoder needs a unidirectional LSTM without proj_size; fix: lstm_impl=torch")
+        self.known, self.initial = known, hidden
         self.dropout = rnn.dropout if training else 0.0
         known_size = known.size(-1)
         self.layers: list[LSTMSteps] = []
@@ -222,12 +226,20 @@ class StepwiseDecoderLSTM:
             self.pre.append(pre)
         self.steps = 0
 
-    def step(self, extra: Tensor | None, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The next step, from the step-dependent input ``extra`` ``(B, F)`` (None if F = 0) and the state ``hidden``
-        (``(L, B, H)`` each).
+    def step(
+        self, known: Tensor, extra: Tensor | None, hidden: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The next step, from its known input ``known`` ``(B, E)`` (``known[:, t]`` of the constructor's, the same
+        view), the step-dependent input ``extra`` ``(B, F)`` (None if F = 0) and the state ``hidden`` (``(L, B, H)``
+        each; at the first step, the constructor's).
 
         Returns the top layer's output ``(B, H)`` and the new state.
+
+        Raises:
+            RuntimeError: past the last known step, for a known input other than this step's, or at the first step
+                for a state other than the initial one.
         """
+        self._check(known, hidden)
         h_prev, c_prev = hidden
         below = extra
         hs, cs = [], []
@@ -243,6 +255,21 @@ class StepwiseDecoderLSTM:
             below = h[0]
         self.steps += 1
         return below, (torch.cat(hs), torch.cat(cs))
+
+
+    def _check(self, known: Tensor, hidden: tuple[Tensor, Tensor]) -> None:
+        t, steps = self.steps, self.known.size(1)
+        where = "the stepwise LSTM of the decoder's teacher-forced unroll"
+        if t >= steps:
+            raise RuntimeError(f"{where} was asked for step {t + 1} of a {steps}-step unroll: run the RNN once per step")
+        expected = self.known.select(1, t)
+        if known.shape != expected.shape or known.data_ptr() != expected.data_ptr():
+            raise RuntimeError(
+                f"{where} was given at step {t} another input than that step's embedding (it projected the embeddings "
+                f"in advance): pass step()'s embedded unchanged, and run the RNN once per step"
+            )
+        if t == 0 and hidden is not self.initial:
+            raise RuntimeError(f"{where} was given at step 0 another state than the initial one: pass state.hidden unchanged")
 
 
 def packed_lstm(rnn: nn.LSTM, packed: PackedSequence) -> tuple[PackedSequence, tuple[Tensor, Tensor]]:

@@ -18,7 +18,7 @@ only: subclasses implement :meth:`Attention.project_keys` and :meth:`Attention.s
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -90,7 +90,11 @@ class Attention(nn.Module):
         context_size: the size of the context the decoder receives; K, or 0 for no attention.
         coverage: whether the score reads the attention accumulated over the previous steps (Tu et al. 2016); the
             decoder then carries that sum and passes it to every call.
+        is_score: whether local and multi-head attention can be built on this class (``score=NAME``, the name of
+            its ``model/attention`` file); False for those that wrap a score or have none.
     """
+
+    is_score: ClassVar[bool] = True
 
     def __init__(self, query_size: int, key_size: int) -> None:
         super().__init__()

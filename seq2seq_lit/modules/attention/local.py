@@ -30,6 +30,8 @@ class LocalAttention(Attention):
         ConfigError: for ``window < 1``, or an unknown score or option (listing the valid ones).
     """
 
+    is_score = False
+
     def __init__(
         self,
         query_size: int,

@@ -33,6 +33,8 @@ class MultiHeadAttention(Attention):
             valid ones).
     """
 
+    is_score = False
+
     def __init__(
         self,
         query_size: int,

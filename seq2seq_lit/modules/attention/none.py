@@ -19,6 +19,8 @@ class NoAttention(Attention):
     attention heatmap stays blank), so unlike every other attention they do not sum to 1.
     """
 
+    is_score = False
+
     def __init__(self, query_size: int, key_size: int) -> None:
         super().__init__(query_size, key_size)
         self.context_size = 0

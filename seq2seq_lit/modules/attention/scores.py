@@ -1,31 +1,42 @@
 """The score functions by name, for the attentions built on top of one (local, multi-head), and option checks.
 
-The top-level choice needs no table: it is the Hydra config group ``model/attention``, whose file names are the
-names below plus ``local_m``, ``local_p``, ``multihead`` and ``none``.
+The names are those of the attention catalogue (:mod:`~seq2seq_lit.modules.attention.catalogue`, the files of the
+config group ``model/attention``) whose class is a score (``Attention.is_score``): a new score's YAML file makes it a
+choice of ``score=`` too.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable
 
 from ...errors import ConfigError
-from .bahdanau import AdditiveAttention
 from .base import Attention
-from .graves import CosineAttention
-from .luong import ConcatAttention, DotAttention, GeneralAttention, LocationAttention
-from .vaswani import ScaledDotAttention
+from .catalogue import attention_catalogue
 
-SCORES: dict[str, type[Attention]] = {
-    "dot": DotAttention,
-    "general": GeneralAttention,
-    "concat": ConcatAttention,
-    "additive": AdditiveAttention,
-    "scaled_dot": ScaledDotAttention,
-    "cosine": CosineAttention,
-    "location": LocationAttention,
-}
+
+class _Scores(Mapping[str, type[Attention]]):
+    """The score classes by catalogue name, in name order; read on first use, since resolving the YAML files'
+    ``_target_`` imports :mod:`seq2seq_lit.modules`, which imports this module."""
+
+    @functools.cached_property
+    def _classes(self) -> dict[str, type[Attention]]:
+        classes = {name: entry.cls for name, entry in attention_catalogue().items()}
+        return {name: cls for name, cls in classes.items() if getattr(cls, "is_score", False)}
+
+    def __getitem__(self, name: str) -> type[Attention]:
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+
+SCORES: Mapping[str, type[Attention]] = _Scores()
 
 
 def options_of(cls: type[Attention]) -> list[str]:

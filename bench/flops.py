@@ -80,8 +80,8 @@ def training_step_flops(net: nn.Module, src_lengths: Tensor, tgt_lengths: Tensor
         NotImplementedError: for a decoder flow or attention whose products are not counted here (counted: the
             Luong flow with or without input feeding; dot, general and no attention).
     """
-    from ..modules.attention import DotAttention, GeneralAttention, NoAttention
-    from ..modules.decoder import LuongDecoder
+    from seq2seq_lit.modules.attention import DotAttention, GeneralAttention, NoAttention
+    from seq2seq_lit.modules.decoder import LuongDecoder
 
     decoder, attention = net.decoder, net.decoder.attention
     if not isinstance(decoder, LuongDecoder):

@@ -1,0 +1,66 @@
+"""The private Lightning and torchmetrics names this package uses, all here and nowhere else.
+
+Lightning has no public way to ask whether a checkpoint saved after a training batch resumes exactly (no validation
+and no epoch end due next), nor whether it will wrap the dataloaders in a ``DistributedSampler``; torchmetrics none to
+restore a metric's update count. Each function below reads or writes one private name of the versions pinned in
+``pyproject.toml`` (``lightning 2.6.x``, ``torchmetrics 1.9.x``). :data:`PRIVATE_NAMES` lists them, and
+``tests/test_lightning_internals.py`` checks each on live objects, so an upgrade that moves one fails there, naming it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import lightning as L
+from torchmetrics import Metric
+
+
+class PrivateName(NamedTuple):
+    """A private attribute, ``<owner>.<name>``, where ``owner`` is a path from a ``trainer`` or a ``metric``."""
+
+    owner: str
+    name: str
+    used_by: str
+
+
+PRIVATE_NAMES = (
+    PrivateName("trainer.fit_loop.epoch_loop", "_should_accumulate", "batch_ends_an_accumulation"),
+    PrivateName("trainer.fit_loop.epoch_loop", "_num_ready_batches_reached", "epoch_batches_done"),
+    PrivateName("trainer.fit_loop.epoch_loop", "_should_check_val_fx", "validation_due"),
+    PrivateName("trainer.fit_loop", "_data_fetcher", "validation_due"),
+    PrivateName("trainer", "_accelerator_connector", "replaces_samplers"),
+    PrivateName("trainer._accelerator_connector", "use_distributed_sampler", "replaces_samplers"),
+    PrivateName("metric", "_update_count", "metric_update_count, set_metric_update_count"),
+    PrivateName("metric", "_computed", "set_metric_update_count"),
+)
+
+
+def batch_ends_an_accumulation(trainer: L.Trainer) -> bool:
+    """Whether the training batch just run was followed by an optimizer step (no gradient accumulation pending)."""
+    return not trainer.fit_loop.epoch_loop._should_accumulate()
+
+
+def epoch_batches_done(trainer: L.Trainer) -> bool:
+    """Whether the current epoch has run all its training batches (its end comes next)."""
+    return trainer.fit_loop.epoch_loop._num_ready_batches_reached()
+
+
+def validation_due(trainer: L.Trainer) -> bool:
+    """Whether a validation runs after the current training batch."""
+    return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
+def replaces_samplers(trainer: L.Trainer) -> bool:
+    """Whether Lightning wraps the dataloaders' samplers in a ``DistributedSampler`` (``use_distributed_sampler``)."""
+    return trainer._accelerator_connector.use_distributed_sampler
+
+
+def metric_update_count(metric: Metric) -> int:
+    """How many times ``metric.update`` ran since the last reset."""
+    return metric._update_count
+
+
+def set_metric_update_count(metric: Metric, count: int) -> None:
+    """Restore the update count after restoring the states, and drop the cached ``compute()`` of the old ones."""
+    metric._update_count = count
+    metric._computed = None
