@@ -59,7 +59,7 @@ class EnsembleNet(nn.Module):
 class Ensemble(nn.Module):
     """Trained modules decoding as one, with the first one's tokenizers and search; in translate and evaluate it
     stands where one :class:`~seq2seq_lit.lit_module.Seq2SeqLitModule` would (``search``, ``tokenizers``, ``net``,
-    ``device``, called on a batch).
+    ``device``, ``hparams``, called on a batch).
 
     Args:
         modules: the loaded modules.
@@ -84,6 +84,7 @@ class Ensemble(nn.Module):
         self.tokenizers = first.tokenizers
         self.search = first.search
         self.bos_id, self.eos_id = first.hparams.bos_id, first.hparams.eos_id
+        self.hparams = first.hparams  # settings that are not per model (length buckets) are the first one's
         self.size = len(modules)
 
     @property

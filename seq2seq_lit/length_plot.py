@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,6 +70,8 @@ def log_plot_to_wandb(path: Path | str, project: str, key: str = "bleu_by_source
     """Log the PNG at ``path`` as an image to a new W&B run of ``project`` (job type ``compare``), then finish it."""
     import wandb
 
+    # an explicit dir: wandb keeps the settings of its first run in a process, WANDB_DIR included
+    init.setdefault("dir", os.environ.get("WANDB_DIR"))
     run = wandb.init(project=project, job_type="compare", **init)
     try:
         run.log({key: wandb.Image(str(path))})

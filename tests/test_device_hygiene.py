@@ -32,7 +32,7 @@ def test_training_and_search_make_every_tensor_on_a_named_device(overrides, tmp_
         module.train()
         for ratio, parallel in ((1.0, False), (0.5, False), (0.5, True)):  # teacher forcing, scheduled sampling
             module.teacher_forcing.parallel = parallel
-            loss, num_tokens = module._token_nll(batch, label_smoothing=0.1, teacher_forcing_ratio=ratio)
+            loss, num_tokens, _ = module._token_nll(batch, label_smoothing=0.1, teacher_forcing_ratio=ratio)
             loss.backward()
             assert module._nonfinite.update_allowed(loss, step=0, epoch=0, batch_idx=0)
         module.eval()

@@ -187,10 +187,14 @@ def test_06_an_unknown_option_exits_2():
 def test_07_a_full_disk_while_training_is_one_line_in_the_log(tiny_corpus, tmp_path, monkeypatch, caplog):
     cfg = compose_train(quick_run(tiny_corpus, "callbacks.resume_checkpoint.every_n_train_steps=2"), tmp_path / "run")
 
-    def full_disk(fd: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real_fsync = os.fsync
 
-    monkeypatch.setattr(os, "fsync", full_disk)
+    def full_disk_for_the_run(fd: int) -> None:  # the run's folder is full; the corpus store's cache folder is not
+        if str(tmp_path / "run") in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_for_the_run)
     with caplog.at_level(logging.ERROR, logger="seq2seq_lit"), pytest.raises(SystemExit) as exit_:
         run_entry_point(train, cfg)
     assert exit_.value.code == 2

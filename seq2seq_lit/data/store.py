@@ -273,6 +273,11 @@ def open_store(
                 shutil.rmtree(path.rename(root / f".{key}.damaged-{os.getpid()}"))
             tmp.rename(path)
             _fsync_dir(root)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.filename is None:  # name the store, so that a full disk says which disk (utils.entry's message)
+                raise OSError(e.errno, e.strerror, str(path)) from e
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
