@@ -279,7 +279,10 @@ class Seq2SeqLitModule(L.LightningModule):
         optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=self.parameters())
         if not self.hparams.scheduler:
             return optimizer
-        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        try:
+            max_steps = self.trainer.max_steps
+        except RuntimeError:  # not attached to a Trainer (built by hand): schedules that need max_steps say so
+            max_steps = -1
         return [optimizer], lightning_schedulers(optimizer, self.hparams.scheduler, self.hparams.scheduler_config, max_steps)
 
     # -- checkpoints -------------------------------------------------------------------------------------------------

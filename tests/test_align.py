@@ -90,6 +90,7 @@ def test_intersection_and_grow_diag_final_of_two_directions():
         symmetrize(forward, backward, "grow")
 
 
+@pytest.mark.slow
 def test_s2s_align_scores_a_trained_reverse_model_against_the_reverse_gold(trained_reverse_run, reverse_corpus, tmp_path):
     _, metrics = trained_reverse_run
     src = reverse_corpus["test_src"].read_text().splitlines()[:40]
@@ -115,6 +116,7 @@ def test_s2s_align_scores_a_trained_reverse_model_against_the_reverse_gold(train
     assert "AER" in result.stdout
 
 
+@pytest.mark.slow
 def test_s2s_align_rejects_a_gold_file_of_the_wrong_length(trained_reverse_run, reverse_corpus, tmp_path):
     _, metrics = trained_reverse_run
     (tmp_path / "gold").write_text("1-1\n")

@@ -82,6 +82,7 @@ def test_average_of_two_checkpoints_is_the_elementwise_mean(step_checkpoints):
     assert not {"optimizer_states", "lr_schedulers", "callbacks", "loops"} & averaged.keys()
 
 
+@pytest.mark.slow
 def test_cli_averages_the_last_checkpoints_into_one_that_translates(step_checkpoints, tmp_path):
     output = tmp_path / "out" / "avg.ckpt"
     output.parent.mkdir()  # an output's folder must exist (checked before the inputs are read)
@@ -131,6 +132,7 @@ def test_mismatched_checkpoints_are_refused(step_checkpoints, tmp_path):
         average_checkpoints([step_checkpoints[6], tmp_path / "missing.ckpt"])
 
 
+@pytest.mark.slow
 def test_mismatched_or_too_few_checkpoints_exit_with_status_2_and_no_traceback(step_checkpoints, tmp_path):
     reshaped = mismatched_copy(step_checkpoints[4], tmp_path / "reshaped.ckpt", "shape")
     result = run_module("seq2seq_lit.average", f"inputs=[{step_checkpoints[6]},{reshaped}]", f"output={tmp_path}/avg.ckpt")

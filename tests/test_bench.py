@@ -77,6 +77,7 @@ def test_matmul_gflops_is_positive():
     assert matmul_gflops(torch.float32, size=64, seconds=0.01) > 0
 
 
+@pytest.mark.slow
 def test_bench_script_runs_end_to_end(reverse_corpus, tmp_path):
     bench = _load_bench()
     overrides = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]

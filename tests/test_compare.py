@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from seq2seq_lit.compare import find_runs, main
 
 
@@ -44,6 +46,7 @@ def table_header(out: str) -> list[str]:
     return [cell.strip() for cell in line.strip("┃").split("┃")]
 
 
+@pytest.mark.slow
 def test_compare_three_small_runs_of_a_multirun(reverse_corpus, tmp_path, capsys):
     import subprocess
     import sys

@@ -87,6 +87,7 @@ def odd_corpus(tmp_path_factory) -> dict[str, Path]:
 
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_validates_like_one_process(odd_corpus, tmp_path):
     data = ["data=parallel_text", "data.tokenizer.vocab_size=24", "data.batch_size=32", "data.eval_batch_size=16"]
     data += [f"data.{key}={path}" for key, path in odd_corpus.items()]
@@ -186,6 +187,7 @@ def _resume_state_key(checkpoint: dict) -> str:
     return next(key for key in checkpoint["callbacks"] if key.startswith("ResumeCheckpoint"))
 
 
+@pytest.mark.slow
 def test_ddp_run_with_dropout_and_sampling_resumed_mid_epoch_ends_with_the_weights_of_the_uninterrupted_run(odd_corpus, tmp_path):
     """Each process resumes its own shard of the epoch where it stopped (the loader state of rank zero, which every
     rank shares since all take the same number of steps) and its own random stream (dropout 0.2, scheduled-sampling

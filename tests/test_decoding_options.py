@@ -127,6 +127,7 @@ def test_an_ensemble_of_checkpoints_with_different_vocabularies_names_the_files(
         Ensemble([reverse_module, other], ["a.ckpt", "b.ckpt"])
 
 
+@pytest.mark.slow
 def test_translate_and_evaluate_take_a_list_of_checkpoints(trained_reverse_run, reverse_corpus, tmp_path):
     _, metrics = trained_reverse_run
     ckpt = metrics["best_model_path"]
@@ -142,6 +143,7 @@ def test_translate_and_evaluate_take_a_list_of_checkpoints(trained_reverse_run, 
     assert (tmp_path / "metrics.json").read_text().count(os.path.basename(ckpt)) == 2
 
 
+@pytest.mark.slow
 def test_stdin_lines_are_translated_as_they_arrive(trained_reverse_run):
     """A pipe that stays open: each output line comes back before the next input line is written."""
     _, metrics = trained_reverse_run

@@ -24,6 +24,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("overrides", CONFIGS, ids=lambda o: ",".join(o) or "default")
+@pytest.mark.slow
 def test_training_and_search_make_every_tensor_on_a_named_device(overrides, tmp_path):
     module = tiny_module(tmp_path, *overrides)
     batch = ragged_batch()

@@ -40,6 +40,7 @@ def test_corpus_metrics_match_sacrebleu_with_signatures():
         corpus_metrics(hyps, refs[:1])
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_hypotheses_and_reproduces_the_test_bleu_of_training(trained_reverse_run, reverse_corpus, tmp_path):
     _, train_metrics = trained_reverse_run
     out = tmp_path / "eval"
@@ -106,6 +107,7 @@ def test_wrong_split_or_missing_files_are_config_errors(trained_reverse_run, rev
         evaluate(compose_train(misaligned, tmp_path, "evaluate.yaml"))
 
 
+@pytest.mark.slow
 def test_eval_errors_exit_with_status_2_and_no_traceback(reverse_corpus, tmp_path):
     result = run_module(
         "seq2seq_lit.evaluate", *eval_overrides(str(tmp_path / "missing.ckpt"), reverse_corpus), f"hydra.run.dir={tmp_path}"

@@ -78,6 +78,7 @@ def quick_run(corpus: dict[str, Path], *extra: str) -> list[str]:
 # -- 1. averaging into a training checkpoint or an input -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_01_average_never_overwrites_a_training_checkpoint_or_an_input_without_overwrite(run_checkpoints, tmp_path):
     folder = tmp_path / "checkpoints"
     shutil.copytree(run_checkpoints, folder)
@@ -96,6 +97,7 @@ def test_01_average_never_overwrites_a_training_checkpoint_or_an_input_without_o
 # -- 2. a refused resume keeps the run's config record ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_02_a_refused_resume_leaves_the_runs_hydra_record_as_it_was(run_checkpoints, tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(run_checkpoints, run_dir / "checkpoints")
@@ -176,6 +178,7 @@ def test_06_bad_option_values_are_one_line_config_errors(override, message, tmp_
         check_options(compose_train(TINY + [override], tmp_path))
 
 
+@pytest.mark.slow
 def test_06_an_unknown_option_exits_2():
     result = run_module("seq2seq_lit.train", "model.no_such_option=1")
     assert_clean_exit(result, 2, "Could not override 'model.no_such_option'")

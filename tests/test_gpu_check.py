@@ -42,6 +42,7 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_prints_the_table(reverse_corpu
     assert figures["ddp"]["ok"] and figures["ddp"]["backend"] == "gloo" and figures["ddp"]["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_gpu_check_without_cuda_says_how_to_get_it(tmp_path):
     result = subprocess.run([sys.executable, "bench/gpu_check.py", "--out", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+import pytest
+
 from seq2seq_lit.modules.attention.catalogue import attention_names
 from seq2seq_lit.utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 
@@ -31,6 +33,7 @@ def run_python(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_cpu_run_trains_with_finite_loss(reverse_corpus, tmp_path):
     run_dir = tmp_path / "bf16"
     result = run_python(
@@ -92,6 +95,7 @@ AUTOCAST_CHECK = textwrap.dedent(
 ATTENTIONS = attention_names()
 
 
+@pytest.mark.slow
 def test_every_attention_under_bf16_autocast_is_masked_and_normalized_in_float32(tmp_path):
     script = tmp_path / "check.py"
     script.write_text(AUTOCAST_CHECK)

@@ -97,6 +97,7 @@ def uninterrupted_run(small_corpus, tmp_path_factory) -> Path:
         ("SIGINT", 24, 24, 130),
     ],
 )
+@pytest.mark.slow
 def test_killed_or_signalled_run_resumes_to_the_same_weights_and_losses(
     signal_name, step, saved_step, status, small_corpus, uninterrupted_run, tmp_path
 ):
@@ -134,6 +135,7 @@ def test_killed_or_signalled_run_resumes_to_the_same_weights_and_losses(
     assert [s for s, k in resumed_steps if k == "train/loss"] == list(range(saved_step, 60))
 
 
+@pytest.mark.slow
 def test_resuming_needs_an_existing_training_checkpoint_of_the_same_model(trained_reverse_run, reverse_corpus, tmp_path):
     _, metrics = trained_reverse_run
     args = TINY + reverse_data_overrides(reverse_corpus) + ["~logger", f"paths.cache_dir={tmp_path}/cache"]
@@ -208,6 +210,7 @@ def malicious_checkpoint(trained_reverse_run, tmp_path) -> tuple[Path, Path]:
     return path, marker
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_pickled_code_is_refused_and_its_code_never_runs(malicious_checkpoint, trained_reverse_run, reverse_corpus, tmp_path):
     path, marker = malicious_checkpoint
     for load in (load_checkpoint, read_checkpoint, AtomicCheckpointIO().load_checkpoint):
@@ -228,6 +231,7 @@ def edited_copy(source: str, target: Path, edit) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_parts_do_not_match_is_refused_with_a_clear_error(trained_reverse_run, tmp_path):
     _, metrics = trained_reverse_run
     best = metrics["best_model_path"]
@@ -351,6 +355,7 @@ def test_the_deferred_loss_check_reads_every_n_steps_and_names_the_first_nonfini
         NonFiniteWatch("stop", check_every=0)
 
 
+@pytest.mark.slow
 def test_nan_weights_stop_the_run_before_a_broken_checkpoint_is_written(small_corpus, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in resumable_run_args(small_corpus, run_dir) if "every_n_train_steps" not in a]
@@ -406,6 +411,7 @@ def test_long_lines_are_truncated_with_a_warning_naming_them(reverse_model, capl
     assert source_limit(location, 250) == 127 and source_limit(location, 50) == 50 and source_limit(torch.nn.Identity()) is None
 
 
+@pytest.mark.slow
 def test_translate_refuses_invalid_utf8_on_stdin_with_the_line(trained_reverse_run):
     result = run_module("seq2seq_lit.translate", f"ckpt_path={trained_reverse_run[1]['best_model_path']}", stdin=b"a b\nc \xff d\n")
     assert_clean_exit(result, 2, "<stdin>:2: invalid UTF-8 at byte 2 of the line")
@@ -414,6 +420,7 @@ def test_translate_refuses_invalid_utf8_on_stdin_with_the_line(trained_reverse_r
 # -- W&B -------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unreachable_wandb_falls_back_to_offline_and_keeps_what_is_logged(monkeypatch, tmp_path):
     import wandb
     from omegaconf import OmegaConf

@@ -63,6 +63,7 @@ def test_decaying_schedules_need_the_run_length():
         learning_rates("cosine", 1, "model.scheduler.total_steps=-1")
 
 
+@pytest.mark.slow
 def test_an_unknown_schedule_lists_the_choices(reverse_corpus, tmp_path):
     result = run_module("seq2seq_lit.train", "model/scheduler=exponential", *reverse_data_overrides(reverse_corpus))
     assert result.returncode != 0
@@ -70,6 +71,7 @@ def test_an_unknown_schedule_lists_the_choices(reverse_corpus, tmp_path):
     assert all(name in result.stderr for name in SCHEDULES)
 
 
+@pytest.mark.slow
 def test_a_per_step_schedule_logs_every_step_and_resumes_exactly(small_corpus, tmp_path):
     """Cosine with warmup over 30 steps, interrupted by SIGINT at step 12: the resumed run's learning rates and
     scheduler state equal the uninterrupted run's."""

@@ -140,6 +140,7 @@ def _open_and_digest(args: tuple[dict, str, str]) -> tuple[str, str]:
     return str(store.path), hashlib.sha256(repr(store_content(store)).encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_two_processes_opening_the_store_at_once_read_the_same_data(tmp_path: Path) -> None:
     paths = corpus_files(tmp_path, train=20_000)
     args = (paths, str(tmp_path / "spm"), str(tmp_path / "store"))
@@ -166,6 +167,7 @@ store.open_store(ParallelText(**paths), eval(sys.argv[3]), 12, sys.argv[4])
 """
 
 
+@pytest.mark.slow
 def test_a_build_killed_midway_leaves_no_store_that_is_used(tmp_path: Path) -> None:
     paths = corpus_files(tmp_path)
     marker, store_dir = tmp_path / "writing", tmp_path / "store"
@@ -318,6 +320,7 @@ def test_store_dataset_survives_pickling_without_copying_the_arrays(tmp_path: Pa
     assert isinstance(TranslationDataset(copy.src, copy.tgt).src, type(dataset.src))
 
 
+@pytest.mark.slow
 def test_prepare_builds_once_and_reports(tmp_path: Path) -> None:
     paths = corpus_files(tmp_path)
     args = [

@@ -75,6 +75,7 @@ def test_sweep_maximizes_val_bleu_best_and_passes_hydra_overrides(path):
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+@pytest.mark.slow
 def test_every_sweep_combination_composes_and_builds(path, tmp_path):
     sweep = yaml.safe_load(path.read_text())
     points = combinations(sweep)
@@ -125,6 +126,7 @@ def test_optuna_search_space_composes_and_builds(tmp_path):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_two_trial_optuna_multirun_finishes_and_returns_the_metric(reverse_corpus, tmp_path):
     sweep_dir = tmp_path / "optuna"
     fixed = [o for o in TINY if not o.startswith(("model.encoder.", "model.decoder.", "model.dropout", "model.optimizer.lr"))]

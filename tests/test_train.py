@@ -83,6 +83,7 @@ def test_tensorboard_and_csv_loggers_get_the_same_images(trained_reverse_run):
 
 
 
+@pytest.mark.slow
 def test_translate_keeps_one_line_per_input_line(trained_reverse_run, tmp_path):
     _, metrics = trained_reverse_run
     lines = ["a b c", "", "j i h g f e", "   ", "a b c d e f g h", "x y z", "c"]
@@ -101,6 +102,7 @@ def test_translate_keeps_one_line_per_input_line(trained_reverse_run, tmp_path):
     assert piped.stdout == "c b a\n\ne d\n"
 
 
+@pytest.mark.slow
 def test_bad_input_exits_with_a_message_naming_the_file(reverse_corpus, tmp_path):
     short = tmp_path / "short.tgt"
     short.write_text("a\nb\n")
@@ -137,6 +139,7 @@ def test_every_attention_and_decoder_composes_and_trains(attention, decoder, rev
 
 
 @pytest.mark.parametrize("experiment", ["sutskever2014", "bahdanau2015", "luong2015", "gnmt"])
+@pytest.mark.slow
 def test_seed_architecture_experiments_compose_and_train(experiment, reverse_corpus, tmp_path):
     from seq2seq_lit.train import train
 

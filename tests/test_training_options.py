@@ -115,6 +115,7 @@ def final_checkpoints(runs: dict[str, Path]) -> dict[str, dict]:
     return final
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_mid_accumulation_resumes_exactly(small_corpus, tmp_path):
     """Accumulating 2 batches of 32; SIGINT after the 25th batch (mid-window, after 12 optimizer steps): the run saves
     after the window's second batch and the resumed run ends with the uninterrupted run's weights and losses."""

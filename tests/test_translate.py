@@ -42,6 +42,7 @@ def test_beam_five_scores_at_least_greedy_per_sentence(reverse_module, reverse_c
         assert scores[0] >= g[0].score - 1e-4  # without length penalty the beam never finds a worse best hypothesis
 
 
+@pytest.mark.slow
 def test_translate_cli_writes_n_best_alignments_and_heatmaps(trained_reverse_run, tmp_path):
     _, metrics = trained_reverse_run
     lines = ["a b c", "", "j i h g f e"]

@@ -30,5 +30,6 @@ class TrainingTokens(L.Callback):
 
     def total(self, trainer: L.Trainer) -> int:
         """The tokens of this fit on all processes (0 before training); every process must call it."""
-        tokens = self._tokens if self._tokens is not None else torch.zeros((), device=trainer.strategy.root_device)
+        device = trainer.strategy.root_device
+        tokens = self._tokens if self._tokens is not None else torch.zeros((), device=device)
         return int(trainer.strategy.reduce(tokens.double(), reduce_op="sum"))
