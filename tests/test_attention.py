@@ -24,7 +24,7 @@ from seq2seq_lit.modules import (
     ScaledDotAttention,
 )
 from seq2seq_lit.modules.attention import SCORES, build_score
-from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names, markdown_table
+from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names, markdown_table, write_page
 
 B, T, S, Q, K = 3, 5, 7, 6, 4
 D = 2  # local window radius, small enough that the window excludes positions of a 7-token source
@@ -401,9 +401,20 @@ CONFIG_NAMES = attention_names()
 def test_the_catalogue_page_shows_every_attention_file():
     page = (REPO / "docs" / "attention_catalogue.md").read_text(encoding="utf-8")
     assert markdown_table() in page, (
-        "docs/attention_catalogue.md differs from seq2seq_lit/conf/model/attention/*.yaml; fix: replace its table with "
-        "the output of: python -c 'from seq2seq_lit.modules.attention.catalogue import markdown_table as t; print(t())'"
+        "docs/attention_catalogue.md differs from seq2seq_lit/conf/model/attention/*.yaml; fix: make docs"
     )
+
+
+def test_write_page_replaces_only_the_table(tmp_path):
+    page = tmp_path / "catalogue.md"
+    header = markdown_table().splitlines()[0]
+    page.write_text(f"intro\n\n{header}\n|---|\n| `old` | row |\n\nafter\n", encoding="utf-8")
+    assert write_page(page)
+    assert page.read_text(encoding="utf-8") == "intro\n\n" + markdown_table() + "\nafter\n"
+    assert not write_page(page)
+    (tmp_path / "other.md").write_text("no table\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="other.md: no catalogue table"):
+        write_page(tmp_path / "other.md")
 
 
 def test_an_unknown_attention_is_refused_at_composition_with_the_choices(tmp_path):

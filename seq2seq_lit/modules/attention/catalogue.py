@@ -86,3 +86,27 @@ def markdown_table() -> str:
         cls = entry.config._target_.rsplit(".", 1)[-1]
         rows.append(f"| `{entry.name}` | `{cls}` | {shown} | {entry.summary.replace('|', '&#124;')} |")
     return "\n".join(rows) + "\n"
+
+
+def write_page(path: str | Path) -> bool:
+    """Replace the table of the Markdown page ``path`` (from its header row to the first line after the table that
+    is not a row) with :func:`markdown_table`; returns whether the page changed.
+
+    Raises:
+        ValueError: the page has no catalogue table (its header row is missing).
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = markdown_table().splitlines(keepends=True)[0]
+    if header not in lines:
+        raise ValueError(f"{path}: no catalogue table (a line {header.strip()!r}); fix: add that header row")
+    start = lines.index(header)
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    text = "".join(lines[:start]) + markdown_table() + "".join(lines[end:])
+    changed = text != "".join(lines)
+    if changed:
+        path.write_text(text, encoding="utf-8")
+    return changed
+
