@@ -123,6 +123,21 @@ def test_pool_encoding_writes_the_files_of_single_process_encoding(tmp_path: Pat
     assert files[1] == files[2] == files[3]
 
 
+def test_token_arrays_lengths_block_by_block(monkeypatch) -> None:
+    from seq2seq_lit.data import arrays as arrays_module
+
+    monkeypatch.setattr(arrays_module, "_BLOCK", 3)  # 10 sentences: blocks of 3, 3, 3 and 1
+    lengths = np.array([2, 0, 5, 1, 1, 0, 7, 3, 0, 4])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    arrays = arrays_module.TokenArrays(np.arange(offsets[-1]), offsets)
+    assert arrays.lengths.dtype == np.int32 and arrays.lengths.tolist() == lengths.tolist()
+    assert arrays[6] == list(range(9, 16))
+    decreasing = offsets.copy()
+    decreasing[8] = decreasing[6] - 1  # in the third block
+    with pytest.raises(ValueError, match="must not decrease"):
+        arrays_module.TokenArrays(np.arange(offsets[-1]), decreasing)
+
+
 def test_store_is_reused_and_rebuilt_when_an_input_changes(tmp_path: Path, monkeypatch) -> None:
     paths = corpus_files(tmp_path)
     builds = []

@@ -14,6 +14,7 @@ import numpy as np
 
 _BLOCK = 1 << 20  # sentences whose lengths are computed at a time
 
+
 class TokenArrays(Sequence[list[int]]):
     """The piece ids of N sentences: sentence i is ``ids[offsets[i]:offsets[i + 1]]``.
 

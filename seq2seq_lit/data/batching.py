@@ -286,9 +286,9 @@ class BucketBatchSampler:
         return batches
 
     def _global_batches(self, epoch: int) -> list[Tensor]:
-        if len(self.lengths) == 0:
-            return []
         n = len(self.lengths)
+        if n == 0:
+            return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
         # int32 positions (the same permutation, and generator state, as int64): these per-pair arrays are what a
         # training process holds per pair beyond the memory maps, so half the bytes matter at millions of pairs.
