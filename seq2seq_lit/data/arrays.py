@@ -40,7 +40,8 @@ class TokenArrays(Sequence[list[int]]):
             diff = np.diff(offsets[start : start + _BLOCK + 1])
             if diff.min() < 0:
                 raise ValueError("offsets must not decrease")
-            if diff.max() > np.iinfo(np.int32).max:
+            # Non-decreasing offsets from 0 to P make every length at most P: only a huge P needs this pass.
+            if len(ids) > np.iinfo(np.int32).max and diff.max() > np.iinfo(np.int32).max:
                 raise ValueError("a sentence has more than 2**31 - 1 pieces")
             self.lengths[start : start + len(diff)] = diff
         self.ids = ids
