@@ -141,3 +141,37 @@ def test_peer_figures_are_read_from_the_script_output_and_set_next_to_ours():
         run_peer("fairseq", Path("."), 10)
     with pytest.raises(PeerError, match="not found; fix: pass --peers-dir"):
         run_peer("onmt", Path("/nonexistent"), 10)
+
+
+def test_store_formats_read_the_same_pieces_in_every_format(tmp_path):
+    # bench/store_formats.py: the formats must hold and hand out the same pairs for its timings to compare anything.
+    pytest.importorskip("datasets")
+    import numpy as np
+    import store_formats
+
+    rng = np.random.default_rng(0)
+    sides = []
+    for _ in store_formats.SIDES:
+        offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 9, 300))])
+        sides.append((rng.integers(0, 8000, offsets[-1]).astype(np.uint16), offsets))
+    order = rng.permutation(300)
+    batches = [order[i : i + store_formats.BATCH] for i in range(0, 300, store_formats.BATCH)]
+    figures = {}
+    for fmt in ("numpy", "datasets"):
+        store_formats.WRITERS[fmt](sides, tmp_path / fmt)
+        figures[fmt] = store_formats.READERS[fmt](tmp_path / fmt, batches)
+    expected = int(sum(offsets[-1] for _, offsets in sides))
+    assert figures["numpy"]["pieces"] == figures["datasets"]["pieces"] == expected
+    assert figures["numpy"]["pairs"] == figures["datasets"]["pairs"] == 300
+
+
+def test_data_memory_reports_every_stage(tmp_path, monkeypatch, capsys):
+    import json
+
+    import data_memory
+
+    monkeypatch.setattr(sys, "argv", ["data_memory.py", "--pairs", "5000", "--workdir", str(tmp_path)])
+    data_memory.main()
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["pairs"] == 5000
+    assert list(figures["stages"]) == ["open", "sampler + epoch 0 ordered", "epoch 1 ordered"]

@@ -368,6 +368,29 @@ def test_bucket_sampler_covers_each_index_once_in_homogeneous_batches() -> None:
     assert list(in_order) == list(in_order)  # same order every epoch
 
 
+def reference_global_batches(lengths: list[int], batch_size: int, bucket_factor: int, seed: int, epoch: int) -> list[list[int]]:
+    """The sampler's shuffled batches as the in-memory pipeline made them: a chunk at a time, sorted by length."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    chunk = batch_size * bucket_factor
+    order = [i for c in range(0, len(perm), chunk) for i in sorted(perm[c : c + chunk], key=lambda i: lengths[i])]
+    batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+@pytest.mark.parametrize(
+    ("num_pairs", "longest", "batch_size", "bucket_factor"),
+    [(70_001, 100, 8, 100), (5_003, 70_000, 16, 50), (1_000, 30, 64, 100), (999, 5, 4, 1)],
+)
+def test_bucket_sampler_orders_as_sorting_each_chunk(num_pairs: int, longest: int, batch_size: int, bucket_factor: int) -> None:
+    # Over 65,536 positions, over 65,536 sort keys, one chunk, and many one-batch chunks; stable within equal lengths.
+    rng = random.Random(num_pairs)
+    lengths = [rng.randint(0, longest) for _ in range(num_pairs)]
+    sampler = BucketBatchSampler(lengths, batch_size, seed=2, bucket_factor=bucket_factor)
+    for epoch in (0, 1):
+        assert sampler.global_batches(epoch) == reference_global_batches(lengths, batch_size, bucket_factor, 2, epoch)
+
+
 def test_token_based_batches_fill_max_tokens_and_cover_each_index_once() -> None:
     rng = random.Random(0)
     lengths = [rng.randint(1, 50) for _ in range(1003)] + [500]  # one item longer than max_tokens

@@ -110,6 +110,34 @@ def test_store_gives_the_batches_of_the_in_memory_pipeline(tmp_path: Path) -> No
     assert tokenizers.state_dict() == build_tokenizers(src, tgt, vocab_size=24, cache_dir=tmp_path / "spm").state_dict()
 
 
+def test_pool_encoding_writes_the_files_of_single_process_encoding(tmp_path: Path, monkeypatch) -> None:
+    # Chunks of 100 pairs: the 1,500 training pairs go through the pool in 15 chunks, out of order if it reorders.
+    paths = corpus_files(tmp_path)
+    monkeypatch.setattr(store_module, "_CHUNK_PAIRS", 100)
+    files = {}
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(store_module, "_encode_workers", lambda: workers)
+        store = open_store(corpus_of(paths), settings(tmp_path), 12, tmp_path / f"store{workers}")
+        files[workers] = {p.name: p.read_bytes() for p in store.path.iterdir() if p.name != "manifest.json"}
+    assert sorted(files[1]) == sorted(files[2]) == sorted(files[3])
+    assert files[1] == files[2] == files[3]
+
+
+def test_token_arrays_lengths_block_by_block(monkeypatch) -> None:
+    from seq2seq_lit.data import arrays as arrays_module
+
+    monkeypatch.setattr(arrays_module, "_BLOCK", 3)  # 10 sentences: blocks of 3, 3, 3 and 1
+    lengths = np.array([2, 0, 5, 1, 1, 0, 7, 3, 0, 4])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    arrays = arrays_module.TokenArrays(np.arange(offsets[-1]), offsets)
+    assert arrays.lengths.dtype == np.int32 and arrays.lengths.tolist() == lengths.tolist()
+    assert arrays[6] == list(range(9, 16))
+    decreasing = offsets.copy()
+    decreasing[8] = decreasing[6] - 1  # in the third block
+    with pytest.raises(ValueError, match="must not decrease"):
+        arrays_module.TokenArrays(np.arange(offsets[-1]), decreasing)
+
+
 def test_store_is_reused_and_rebuilt_when_an_input_changes(tmp_path: Path, monkeypatch) -> None:
     paths = corpus_files(tmp_path)
     builds = []

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+_BLOCK = 1 << 20  # sentences whose lengths are computed at a time
+
 
 class TokenArrays(Sequence[list[int]]):
     """The piece ids of N sentences: sentence i is ``ids[offsets[i]:offsets[i + 1]]``.
@@ -31,10 +33,17 @@ class TokenArrays(Sequence[list[int]]):
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, files: tuple[Path, Path] | None = None) -> None:
         if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids):
             raise ValueError(f"offsets must run from 0 to len(ids)={len(ids)}")
-        self.lengths = np.diff(offsets).astype(np.int32)
+        self.lengths = np.empty(len(offsets) - 1, dtype=np.int32)
         """(N,) int32 pieces per sentence."""
-        if (self.lengths < 0).any():
-            raise ValueError("offsets must not decrease")
+        # Block by block: the int64 differences of a whole corpus would be twice the int32 lengths, as a peak.
+        for start in range(0, len(self.lengths), _BLOCK):
+            diff = np.diff(offsets[start : start + _BLOCK + 1])
+            if diff.min() < 0:
+                raise ValueError("offsets must not decrease")
+            # Non-decreasing offsets from 0 to P make every length at most P: only a huge P needs this pass.
+            if len(ids) > np.iinfo(np.int32).max and diff.max() > np.iinfo(np.int32).max:
+                raise ValueError("a sentence has more than 2**31 - 1 pieces")
+            self.lengths[start : start + len(diff)] = diff
         self.ids = ids
         self.offsets = offsets
         self.files = files

@@ -286,16 +286,25 @@ class BucketBatchSampler:
         return batches
 
     def _global_batches(self, epoch: int) -> list[Tensor]:
-        if len(self.lengths) == 0:
+        n = len(self.lengths)
+        if n == 0:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
-        perm = torch.randperm(len(self.lengths), generator=generator)
-        # Chunks are whole multiples of batch_size, so only the very last batch can be short. Two stable sorts, by
-        # length and then by chunk, sort every chunk at once, ties in permutation order.
-        by_length = _stable_argsort(self.lengths.numpy()[perm.numpy()])
-        chunk_of = np.arange(len(perm), dtype=np.int32) // (self.batch_size * self.bucket_factor)
-        by_chunk_and_length = by_length[_stable_argsort(chunk_of[by_length])]
-        batches = self._cut(perm[torch.from_numpy(by_chunk_and_length)])
+        # int32 positions (the same permutation, and generator state, as int64): these per-pair arrays are what a
+        # training process holds per pair beyond the memory maps, so half the bytes matter at millions of pairs.
+        perm = torch.randperm(n, generator=generator, dtype=torch.int32 if n < 1 << 31 else torch.int64).numpy()
+        # Chunks are whole multiples of batch_size, so only the very last batch can be short. One stable sort by
+        # (chunk, length), as the key chunk * (longest + 1) + length, sorts every chunk at once, ties in permutation
+        # order.
+        chunk = self.batch_size * self.bucket_factor
+        top = int(self.lengths.max()) + 1
+        num_chunks = math.ceil(n / chunk)
+        key = np.repeat(np.arange(num_chunks, dtype=_key_dtype(num_chunks * top)) * top, chunk)[:n]
+        np.add(key, self.lengths.numpy()[perm], out=key, casting="unsafe")  # lengths are non-negative and below top
+        order = _stable_argsort(key)
+        del key
+        batches = self._cut(torch.from_numpy(perm[order]))
+        del order
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _cut(self, order: Tensor) -> list[Tensor]:
@@ -336,9 +345,14 @@ class BucketBatchSampler:
 
 def _stable_argsort(values: np.ndarray) -> np.ndarray:
     """Stable argsort of non-negative integers; values below 2**16 are sorted as uint16, which numpy radix-sorts."""
-    if len(values) and int(values.max()) < 1 << 16:
+    if len(values) and values.dtype != np.uint16 and int(values.max()) < 1 << 16:
         values = values.astype(np.uint16)
     return np.argsort(values, kind="stable")
+
+
+def _key_dtype(bound: int) -> type[np.unsignedinteger]:
+    """The smallest unsigned dtype holding 0 to ``bound`` - 1."""
+    return next(t for t in (np.uint16, np.uint32, np.uint64) if bound <= np.iinfo(t).max + 1)
 
 
 class _EpochHook:

@@ -127,10 +127,14 @@ class SentencePieceTokenizer:
         encoded = self._processor.encode(list(texts), out_type=int, num_threads=_num_threads())
         return encoded if self._vocabulary is None else [self._from_spm(ids) for ids in encoded]
 
-    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode_flat(self, texts: Sequence[str], num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, lengths): the piece ids of all ``texts`` one after the other (int32, without BOS or EOS) and the
-        number of pieces of each text (int64); no Python list per text outlives the call."""
-        encoded = self._processor.encode(list(texts), out_type=int, num_threads=_num_threads())
+        number of pieces of each text (int64); no Python list per text outlives the call.
+
+        ``num_threads``: sentencepiece's encoding threads (None: one per CPU core this process may use).
+        """
+        threads = _num_threads() if num_threads is None else num_threads
+        encoded = self._processor.encode(list(texts), out_type=int, num_threads=threads)
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int32, count=int(lengths.sum()))
         return self.from_spm_ids(ids), lengths
