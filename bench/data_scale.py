@@ -7,7 +7,7 @@ A benchmark that prints figures, not a test: nothing here passes or fails on spe
 
 Corpora (deterministic): Multi30k's training pairs joined 1-3 per line (numpy generator seed 0: for each line, the
 number of pairs and which pairs), about 21 words per line; val and test are Multi30k's val and test_2016_flickr. They
-are written under ``--workdir`` (3M pairs: about 0.8 GB) and removed afterwards unless ``--keep``.
+are written into a new folder under ``--workdir`` (3M pairs: about 0.8 GB), removed afterwards unless ``--keep``.
 
 For each size, each step in its own process, with the configuration's own cache folder (a fresh one for the build):
 
@@ -177,7 +177,10 @@ def main() -> None:
     multi30k = Path(os.environ.get("SEQ2SEQ_DATA_DIR", "")).expanduser() / "multi30k"
     if not (multi30k / "train.de").is_file():
         raise SystemExit(f"{multi30k}/train.de not found; set SEQ2SEQ_DATA_DIR to the folder holding multi30k/")
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="data_scale-"))
+    # A folder of its own, even inside --workdir: removing it never removes what was there before.
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="data_scale-", dir=args.workdir))
     rows = []
     try:
         for pairs in (int(s) for s in args.sizes.split(",")):

@@ -184,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wandb-project", help="with --plot-length: also log the plot to this W&B project as an image")
     parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
-    if args.plot:
-        try:
-            check_output_path("--plot", args.plot)
-        except ConfigError as e:
-            parser.error(str(e))
+    for option, path in (("--plot", args.plot), ("--plot-length", args.plot_length)):
+        if path:
+            try:
+                check_output_path(option, path)
+            except ConfigError as e:
+                parser.error(str(e))
     runs = find_runs([p for p in args.paths if not p.startswith(WANDB_SCHEME)])
     for source in (p for p in args.paths if p.startswith(WANDB_SCHEME)):
         try:

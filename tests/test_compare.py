@@ -153,3 +153,11 @@ def test_compare_wandb_without_access_says_how_to_fix_it(monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "wandb login" in err and "wandb sync" in err and "Traceback" not in err
+
+
+def test_plot_length_into_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), "--plot-length", str(tmp_path / "missing" / "plot.png")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--plot-length=" in err and "does not exist" in err and "mkdir -p" in err
