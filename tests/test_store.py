@@ -116,7 +116,7 @@ def test_pool_encoding_writes_the_files_of_single_process_encoding(tmp_path: Pat
     monkeypatch.setattr(store_module, "_CHUNK_PAIRS", 100)
     files = {}
     for workers in (1, 2, 3):
-        monkeypatch.setattr(store_module, "_encode_workers", lambda: workers)
+        monkeypatch.setattr(store_module, "_encode_workers", lambda word_cache=True: workers)
         store = open_store(corpus_of(paths), settings(tmp_path), 12, tmp_path / f"store{workers}")
         files[workers] = {p.name: p.read_bytes() for p in store.path.iterdir() if p.name != "manifest.json"}
     assert sorted(files[1]) == sorted(files[2]) == sorted(files[3])

@@ -54,6 +54,7 @@ from seq2seq_lit.data.tokenizer import (
     build_tokenizers,
     sample_positions,
 )
+from seq2seq_lit.data.word_cache import WordCache
 from seq2seq_lit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ SIDES = ("src", "tgt")
 MANIFEST = "manifest.json"
 _SAMPLE_BYTES = 1 << 20
 _CHUNK_PAIRS = 50_000  # pairs encoded at a time: bounds the Python lists that sentencepiece returns
+
+Encoder = SentencePieceTokenizer | WordCache
+"""What encodes a side: ``encode_flat(lines, num_threads)`` and ``vocab_size``."""
 
 
 class DamagedStore(Exception):
@@ -438,15 +442,18 @@ def _encode_split(
     """Encode a split's pairs chunk by chunk into ``<split>.<side><suffix>``; ([src, tgt] (N,) lengths, [src, tgt]
     count of each id).
 
-    The chunks are encoded by :func:`_encode_workers` processes and written in corpus order, so the files are the same
-    for any number of workers."""
+    Each side is encoded word by word through a :class:`~seq2seq_lit.data.word_cache.WordCache` where its model allows
+    (the same ids). The chunks are encoded by :func:`_encode_workers` processes and written in corpus order, so the
+    files are the same for any number of workers."""
     dtype = _dtype(max(e.vocab_size for e in encoders))
+    cached: tuple[Encoder, Encoder] = (WordCache.for_tokenizer(encoders[0]), WordCache.for_tokenizer(encoders[1]))
+    workers = _encode_workers(word_cache=all(isinstance(e, WordCache) for e in cached))
     lengths: list[list[np.ndarray]] = [[], []]
     used = [np.zeros(e.vocab_size, dtype=np.int64) for e in encoders]
     outputs = [open(folder / f"{split}.{side}{suffix}", "wb") for side in SIDES]
     bar = tqdm(desc=f"encoding {split}", unit=" pairs", unit_scale=True, disable=None if progress is None else not progress)
     try:
-        for encoded in _encoded_chunks(iter_parallel(*paths, _CHUNK_PAIRS), encoders, dtype, _encode_workers()):
+        for encoded in _encoded_chunks(iter_parallel(*paths, _CHUNK_PAIRS), cached, dtype, workers):
             for side, (ids, side_lengths, counts) in enumerate(encoded):
                 ids.tofile(outputs[side])
                 lengths[side].append(side_lengths)
@@ -466,22 +473,22 @@ Encoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 """One side of a chunk: (P,) ids in the store's dtype, (n,) int64 lengths, (vocab_size,) int64 count of each id."""
 
 
-def _encode_workers() -> int:
-    """Processes that encode a split: one per CPU core this process may use when there are more than 2, else 1 (this
-    process, with sentencepiece's threads).
+def _encode_workers(word_cache: bool = True) -> int:
+    """Processes that encode a split: one per CPU core this process may use, or 1 (this process, with
+    sentencepiece's threads) on one core, and also on two without a ``word_cache``.
 
-    On 2 cores the pool does not pay: measured on 300k pairs (docs/large-corpora.md), its workers spent 10-20% more CPU
-    time than sentencepiece's threads for the same ids, about what the pool gains by reading the text and converting
-    the ids while the workers encode. With more cores, that reading and converting, which the threads leave to one
-    core, is what limits the threads.
+    With the :class:`~seq2seq_lit.data.word_cache.WordCache`, the work is Python's (splitting lines into words,
+    looking them up), which only processes run in parallel. Encoding whole lines is sentencepiece's work, which its
+    threads run in parallel: there a pool pays only on more than 2 cores, where the reading and converting that the
+    threads leave to one core is what limits them (measurements in docs/large-corpora.md).
     """
     cores = _num_threads()
-    return cores if cores > 2 else 1
+    return cores if cores > (1 if word_cache else 2) else 1
 
 
 def _encoded_chunks(
     chunks: Iterable[tuple[list[str], list[str]]],
-    encoders: tuple[SentencePieceTokenizer, SentencePieceTokenizer],
+    encoders: tuple[Encoder, Encoder],
     dtype: str,
     workers: int,
 ) -> Iterator[tuple[Encoded, Encoded]]:
@@ -490,10 +497,11 @@ def _encoded_chunks(
     With ``workers`` > 1, each side of a chunk is encoded in one of that many processes (a single-threaded
     sentencepiece each) while this one reads the next chunks: sentencepiece's own threads leave the cores idle while
     the text is read and the ids are turned into arrays, and its results come back as Python lists under the GIL. At
-    most ``2 * workers`` sides are in flight, which bounds the memory. Without a ``fork`` start method (not Linux), or
-    with one worker, this process encodes with sentencepiece's threads.
+    most ``2 * workers`` sides are in flight, which bounds the memory. Without a ``fork`` start method (not Linux), in
+    a daemonic process (a ``multiprocessing.Pool`` or data loader worker, which may not start processes), or with one
+    worker, this process encodes with sentencepiece's threads.
     """
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         for chunk in chunks:
             yield tuple(_encode(encoders[side], lines, dtype, None) for side, lines in enumerate(chunk))  # type: ignore[misc]
         return
@@ -514,15 +522,15 @@ def _encoded_chunks(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _encode(encoder: SentencePieceTokenizer, lines: list[str], dtype: str, num_threads: int | None) -> Encoded:
+def _encode(encoder: Encoder, lines: list[str], dtype: str, num_threads: int | None) -> Encoded:
     ids, lengths = encoder.encode_flat(lines, num_threads)
     return ids.astype(dtype), lengths, np.bincount(ids, minlength=encoder.vocab_size)
 
 
-_worker_encoders: tuple[SentencePieceTokenizer, SentencePieceTokenizer] | None = None
+_worker_encoders: tuple[Encoder, Encoder] | None = None
 
 
-def _init_worker(encoders: tuple[SentencePieceTokenizer, SentencePieceTokenizer]) -> None:
+def _init_worker(encoders: tuple[Encoder, Encoder]) -> None:
     global _worker_encoders
     _worker_encoders = encoders
 
