@@ -4,9 +4,9 @@
 
 A benchmark that prints figures, not a test. It writes, for each side, the offsets of N sentences of 1-100 pieces
 (numpy seed 0) and a sparse ids file of the size they need (no text, no tokenizer: a 3M-pair store's arrays in a few
-seconds), then in this process maps them as the corpus store does (:meth:`TokenArrays.open`, a
+seconds), then in this process opens them as the corpus store does (:meth:`TokenArrays.open`, a
 :class:`TranslationDataset`), makes the training sampler (batch size 64) and orders epochs 0 and 1. For each stage:
-the growth of RSS over the RSS after the imports, in bytes per pair (the memory-mapped pages a process touches count,
+the growth of RSS over the RSS after the imports, in bytes per pair (pages of memory maps a process touches would count,
 as they do in ``ru_maxrss``), the peak, and seconds.
 """
 
@@ -54,7 +54,7 @@ def main() -> None:
     try:
         if not (folder / "index.npy").is_file():
             write_arrays(folder, args.pairs)
-        from seq2seq_lit.data.arrays import TokenArrays
+        from seq2seq_lit.data.arrays import FileArray, TokenArrays
         from seq2seq_lit.data.batching import BucketBatchSampler, TranslationDataset
 
         base = rss_mb()
@@ -69,7 +69,7 @@ def main() -> None:
 
         start = time.perf_counter()
         sides = [TokenArrays.open(folder / f"{s}.bin", folder / f"{s}.offsets.npy", "<u2") for s in ("src", "tgt")]
-        dataset = TranslationDataset(*sides, np.load(folder / "index.npy", mmap_mode="r"))
+        dataset = TranslationDataset(*sides, FileArray.npy(folder / "index.npy"))
         stage("open", start)
         start = time.perf_counter()
         sampler = BucketBatchSampler(dataset.lengths, 64, shuffle=True, seed=0)

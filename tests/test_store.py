@@ -21,6 +21,7 @@ import torch
 
 from seq2seq_lit.data import BucketBatchSampler, ParallelText, TranslationDataModule, TranslationDataset, build_tokenizers
 from seq2seq_lit.data import store as store_module
+from seq2seq_lit.data.arrays import FileArray
 from seq2seq_lit.data.corpus import iter_line_blocks, read_parallel
 from seq2seq_lit.data.store import open_store
 from seq2seq_lit.errors import DataError
@@ -376,6 +377,6 @@ def test_training_process_reads_batches_from_the_memory_map(tmp_path: Path) -> N
     dm.prepare_data()
     dm.setup("fit")
     train = dm._dataset("train")
-    assert isinstance(train.src.ids, np.memmap) and isinstance(train.indices.base, np.memmap)  # no copy in memory
+    assert isinstance(train.src.ids, FileArray) and isinstance(train.indices, FileArray)  # no copy in memory
     batch = next(iter(dm.train_dataloader()))
     assert batch.src.dtype == torch.long and len(batch) == 64

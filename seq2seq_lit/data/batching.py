@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from seq2seq_lit.data.arrays import TokenArrays, lengths_of
+from seq2seq_lit.data.arrays import FileArray, TokenArrays, lengths_of
 from seq2seq_lit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Example = tuple[int, Sequence[int], Sequence[int] | None]
@@ -104,11 +104,11 @@ class TranslationDataset(Dataset[Example]):
     """Encoded sentence pairs (or sources only); item i is ``(indices[i], src[i], tgt[i] or None)``.
 
     Args:
-        src: piece ids of each source sentence, without EOS: lists, or a memory-mapped
+        src: piece ids of each source sentence, without EOS: lists, or a file-backed
             :class:`~seq2seq_lit.data.arrays.TokenArrays` (kept as it is, not copied).
         tgt: piece ids of each target sentence, without BOS/EOS (lists or ``TokenArrays``), or None for sources only.
-        indices: position of each pair in its split (defaults to 0..N-1); differs from the dataset position after
-            filtering.
+        indices: position of each pair in its split (defaults to 0..N-1), which differs from the dataset position after
+            filtering; a :class:`~seq2seq_lit.data.arrays.FileArray` is kept as it is, read value by value.
 
     Attributes:
         src_lengths, tgt_lengths: (N,) int32 arrays of piece counts per item (``tgt_lengths`` is None without
@@ -126,7 +126,7 @@ class TranslationDataset(Dataset[Example]):
     ) -> None:
         self.src = _as_sentences(src)
         self.tgt = _as_sentences(tgt) if tgt is not None else None
-        self.indices = np.arange(len(self.src)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.indices = np.arange(len(self.src)) if indices is None else _as_indices(indices)
         if len(self.indices) != len(self.src) or (self.tgt is not None and len(self.tgt) != len(self.src)):
             raise ValueError("src, tgt and indices must have the same length")
         self.src_lengths = lengths_of(self.src)
@@ -144,6 +144,10 @@ class TranslationDataset(Dataset[Example]):
         if self.tgt_lengths is None:
             return self.src_lengths.copy()
         return np.maximum(self.src_lengths, self.tgt_lengths)
+
+
+def _as_indices(indices: Sequence[int]) -> Sequence[int]:
+    return indices if isinstance(indices, FileArray) else np.asarray(indices, dtype=np.int64)
 
 
 def _as_sentences(sentences: Sequence[Sequence[int]]) -> Sequence[Sequence[int]]:

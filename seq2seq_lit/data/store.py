@@ -43,7 +43,7 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from seq2seq_lit.data._files import sha256_file
-from seq2seq_lit.data.arrays import TokenArrays
+from seq2seq_lit.data.arrays import FileArray, TokenArrays
 from seq2seq_lit.data.batching import TranslationDataset
 from seq2seq_lit.data.corpus import SPLITS, Corpus, PathLike, iter_parallel, open_corpus_file
 from seq2seq_lit.data.tokenizer import (
@@ -182,7 +182,7 @@ class CorpusStore:
                 TokenArrays.open(self.path / f"{split}.{side}.bin", self.path / f"{split}.{side}.offsets.npy", info["dtype"])
                 for side in SIDES
             ]
-            indices = np.load(self.path / "train.index.npy", mmap_mode="r") if split == "train" else None
+            indices = FileArray.npy(self.path / "train.index.npy") if split == "train" else None
             self._datasets[split] = TranslationDataset(*sides, indices)
         except (OSError, ValueError) as e:
             raise DamagedStore(f"{split}: {e}") from None
