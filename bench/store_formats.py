@@ -1,4 +1,4 @@
-"""Corpus store formats compared on one encoded corpus: numpy memory maps (the store's layout) against Hugging Face
+"""Corpus store formats compared on one encoded corpus: flat numpy arrays (the store's layout) against Hugging Face
 ``datasets`` (Arrow), and ``litdata`` where it installs.
 
     SEQ2SEQ_DATA_DIR=../shared/data .venv/bin/python bench/store_formats.py [--pairs 300000] [--workdir DIR]
@@ -12,7 +12,8 @@ The corpus is bench/data_scale.py's synthetic one (Multi30k training pairs joine
 ``--workdir`` and reused by later runs). Its training split's ids and offsets are then written in each format:
 
 - **numpy**: the store's own layout, one flat uint16 ``.bin`` of ids and an int64 ``.offsets.npy`` per side, opened
-  with :meth:`seq2seq_lit.data.arrays.TokenArrays.open` (memory maps; the per-sentence lengths computed, as a run does).
+  with :meth:`seq2seq_lit.data.arrays.TokenArrays.open` (read with ``pread``; the per-sentence lengths computed, as a
+  run does).
 - **datasets**: a ``datasets.Dataset`` of two ``list<uint16>`` columns (``Dataset.from_dict`` of pyarrow list arrays
   built from the same ids and offsets: Arrow's list layout is itself flat values plus int32 offsets), written with
   ``save_to_disk`` and opened with ``load_from_disk`` (memory-mapped Arrow files); lengths with

@@ -139,6 +139,37 @@ def test_token_arrays_lengths_block_by_block(monkeypatch) -> None:
         arrays_module.TokenArrays(np.arange(offsets[-1]), decreasing)
 
 
+def test_file_array_reads_values_and_ranges(tmp_path: Path) -> None:
+    import pickle
+
+    values = np.arange(-5, 20, dtype="<i8") * 3
+    np.save(tmp_path / "a.npy", values)
+    array = FileArray.npy(tmp_path / "a.npy")
+    assert len(array) == 25 and array[0] == -15 and array[-1] == 57 and isinstance(array[3], int)
+    assert array[4:9].tolist() == values[4:9].tolist() and array[30:40].tolist() == []
+    assert np.asarray(array).tolist() == values.tolist()
+    assert pickle.loads(pickle.dumps(array))[7] == values[7]
+    with pytest.raises(IndexError):
+        array[25]
+    with pytest.raises(ValueError, match="step 1"):
+        array[::2]
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(np.arange(10, dtype="<u2").tobytes())
+    with pytest.raises(ValueError, match="truncated"):
+        FileArray(raw, "<u2", count=11)
+
+
+def test_reading_every_training_pair_maps_no_store_file(tmp_path: Path) -> None:
+    # Read, not mapped: a process's memory does not grow with the pairs it reads (docs/large-corpora.md).
+    store = open_store(corpus_of(corpus_files(tmp_path)), settings(tmp_path), 12, tmp_path / "store")
+    train = store.dataset("train")
+    pairs = [train[i] for i in range(len(train))]
+    assert len(pairs) == store.manifest["splits"]["train"]["pairs"]
+    smaps = Path("/proc/self/smaps")
+    if smaps.exists():
+        assert str(store.path) not in smaps.read_text()
+
+
 def test_store_is_reused_and_rebuilt_when_an_input_changes(tmp_path: Path, monkeypatch) -> None:
     paths = corpus_files(tmp_path)
     builds = []

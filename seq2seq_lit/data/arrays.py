@@ -59,8 +59,8 @@ class FileArray:
         """
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
+            fmt = np.lib.format
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
             start = f.tell()
         if len(shape) != 1:
             raise ValueError(f"{path}: a 1-D array was expected, not shape {shape}")

@@ -295,7 +295,7 @@ class BucketBatchSampler:
             return []
         generator = torch.Generator().manual_seed(self.seed + epoch)
         # int32 positions (the same permutation, and generator state, as int64): these per-pair arrays are what a
-        # training process holds per pair beyond the memory maps, so half the bytes matter at millions of pairs.
+        # training process holds per pair beyond the store's files, so half the bytes matter at millions of pairs.
         perm = torch.randperm(n, generator=generator, dtype=torch.int32 if n < 1 << 31 else torch.int64).numpy()
         # Chunks are whole multiples of batch_size, so only the very last batch can be short. One stable sort by
         # (chunk, length), as the key chunk * (longest + 1) + length, sorts every chunk at once, ties in permutation

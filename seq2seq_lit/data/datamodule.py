@@ -126,7 +126,7 @@ class TranslationDataModule(L.LightningDataModule):
     :attr:`tokenizers`, e.g. from a checkpoint). Training pairs with an empty side or a side of more than
     ``max_length`` pieces are dropped (counts in :attr:`num_filtered`); val and test are never filtered.
 
-    The encoded splits live in a memory-mapped corpus store (:mod:`seq2seq_lit.data.store`) under ``store_dir``,
+    The encoded splits live in a corpus store (:mod:`seq2seq_lit.data.store`) under ``store_dir``,
     built on first use (:meth:`prepare_data`, or :meth:`setup` when it is missing) and opened in seconds by every
     later run and every process; batches are read from it, so memory does not grow with the corpus.
 

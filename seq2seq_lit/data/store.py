@@ -1,4 +1,4 @@
-"""The corpus store: a corpus' splits encoded once into memory-mapped arrays that every run and process shares.
+"""The corpus store: a corpus' splits encoded once into flat arrays on disk that every run and process shares.
 
 A store is a folder ``<store_dir>/<key>/`` holding, per split and side, the piece ids of all sentences one after the
 other (``<split>.<side>.bin``, raw little-endian uint16, or int32 for vocabularies above 65,536 pieces) and their
@@ -144,7 +144,7 @@ def store_key(
 
 @dataclass
 class CorpusStore:
-    """An opened store: the tokenizers and each split's encoded pairs, memory-mapped.
+    """An opened store: the tokenizers and each split's encoded pairs, read from its files as needed.
 
     Attributes:
         path: the store's folder.
