@@ -64,6 +64,7 @@ SIDES = ("src", "tgt")
 MANIFEST = "manifest.json"
 _SAMPLE_BYTES = 1 << 20
 _CHUNK_PAIRS = 50_000  # pairs encoded at a time: bounds the Python lists that sentencepiece returns
+_MAX_CACHE_WORKERS = 8
 
 Encoder = SentencePieceTokenizer | WordCache
 """What encodes a side: ``encode_flat(lines, num_threads)`` and ``vocab_size``."""
@@ -474,8 +475,8 @@ Encoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _encode_workers(word_cache: bool = True) -> int:
-    """Processes that encode a split: one per CPU core this process may use, or 1 (this process, with
-    sentencepiece's threads) on one core, and also on two without a ``word_cache``.
+    """Processes that encode a split: one per CPU core this process may use (at most 8 with the ``word_cache``), or 1
+    (this process, with sentencepiece's threads) on one core, and also on two without the ``word_cache``.
 
     With the :class:`~seq2seq_lit.data.word_cache.WordCache`, the work is Python's (splitting lines into words,
     looking them up), which only processes run in parallel. Encoding whole lines is sentencepiece's work, which its
@@ -483,7 +484,11 @@ def _encode_workers(word_cache: bool = True) -> int:
     threads leave to one core is what limits them (measurements in docs/large-corpora.md).
     """
     cores = _num_threads()
-    return cores if cores > (1 if word_cache else 2) else 1
+    if not word_cache:
+        return cores if cores > 2 else 1
+    # Each worker holds two caches of up to ~100 MB. And more would wait for this process: it reads and decodes a
+    # chunk in about 0.1 s, which 7 workers take to encode (0.35 s per side, measured on 2 cores).
+    return min(cores, _MAX_CACHE_WORKERS)
 
 
 def _encoded_chunks(
