@@ -124,6 +124,15 @@ def test_pool_encoding_writes_the_files_of_single_process_encoding(tmp_path: Pat
     assert files[1] == files[2] == files[3]
 
 
+@pytest.mark.parametrize(
+    "cores, word_cache, workers", [(1, True, 1), (2, True, 2), (64, True, 8), (2, False, 1), (4, False, 4)]
+)
+def test_encoding_workers(cores: int, word_cache: bool, workers: int, monkeypatch) -> None:
+    # The cache's work is Python's (processes pay from 2 cores, at most 8); whole lines are sentencepiece's (threads).
+    monkeypatch.setattr(store_module, "_num_threads", lambda: cores)
+    assert store_module._encode_workers(word_cache) == workers
+
+
 def test_token_arrays_lengths_block_by_block(monkeypatch) -> None:
     from seq2seq_lit.data import arrays as arrays_module
 
