@@ -16,7 +16,7 @@ properties in the model itself and falls back to encoding whole lines where one 
 piece with an inner "▁", a normalizer that keeps extra spaces). As a guard, every call also encodes a sample of its
 lines whole and compares; a difference turns the cache off with a warning.
 
-N is the number of lines of a call, W the number of their words.
+N is the number of lines of a call, W the number of their words, P the number of their pieces.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class WordCache:
         rows = np.fromiter(map(self._index.get, words, repeat(-1)), dtype=np.int64, count=len(words))
         if rows.min() >= 0:
             return rows
-        new = list(dict.fromkeys(w for w, row in zip(words, rows.tolist()) if row < 0))
+        new = list(dict.fromkeys(words[i] for i in np.flatnonzero(rows < 0).tolist()))  # the misses only
         if len(self._index) + len(new) > self.max_words:
             self._clear()
             new = list(dict.fromkeys(words))
@@ -142,16 +142,14 @@ class WordCache:
         got = _gather(ids, line_starts[sample], lengths[sample])
         if np.array_equal(lengths[sample], expected_lengths) and np.array_equal(got, expected_ids):
             return True
-        differs = [
-            i for i, a, b in zip(
-                sample.tolist(),
-                np.split(got, np.cumsum(lengths[sample])[:-1]),
-                np.split(expected_ids, np.cumsum(expected_lengths)[:-1]),
-            ) if not np.array_equal(a, b)
-        ]
+        per_line = zip(
+            np.split(got, np.cumsum(lengths[sample])[:-1]),
+            np.split(expected_ids, np.cumsum(expected_lengths)[:-1]),
+        )
+        first = next(i for i, (a, b) in zip(sample.tolist(), per_line) if not np.array_equal(a, b))
         log.warning(
             "the word cache encodes the line %r differently from sentencepiece; encoding whole lines from here on "
-            "(slower)", texts[differs[0]],
+            "(slower)", texts[first],
         )
         self.enabled = False
         self._clear()
