@@ -32,7 +32,9 @@ from .checkpoints import load_checkpoint, resolve_device
 from .data import collate, read_parallel
 from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
+from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.output_guard import check_output_path, checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,15 @@ def align(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"symmetrize={cfg.symmetrize!r}; fix: use one of {', '.join(SYMMETRIZATIONS)}")
     if cfg.threshold is not None and not 0.0 < float(cfg.threshold) <= 1.0:
         raise ConfigError(f"threshold={cfg.threshold!r}; fix: use a weight in (0, 1], or null for one link per word")
+    inputs = [("src", cfg.src), ("tgt", cfg.tgt), ("gold", cfg.gold), *checkpoint_inputs(cfg.ckpt_path)]
+    inputs += checkpoint_inputs(cfg.reverse_ckpt_path, "reverse_ckpt_path")
+    output = check_output_path("output", cfg.output, inputs=inputs)
+    if cfg.scores_output:
+        check_output_path("scores_output", cfg.scores_output, inputs=inputs)
+        if Path(cfg.scores_output).resolve() == output.resolve():
+            raise ConfigError(f"output and scores_output are both {output}. Fix: pass two different files")
+    if cfg.gold and not Path(cfg.gold).is_file():
+        raise ConfigError(f"gold={cfg.gold}: no such file. Fix: pass the gold alignment file of these lines, or gold=null")
     src_lines, tgt_lines = read_parallel(cfg.src, cfg.tgt)
     gold = None
     if cfg.gold:
@@ -111,9 +122,7 @@ def align(cfg: DictConfig) -> dict[str, Any]:
         for method in dict.fromkeys(("intersection", "grow-diag-final", cfg.symmetrize)):
             alignments[method] = [symmetrize(f, r, method) for f, r in both]
     written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
-    output = Path(cfg.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("".join(pharaoh(links) + "\n" for links in alignments[written]), encoding="utf-8")
+    atomic_write_text(output, "".join(pharaoh(links) + "\n" for links in alignments[written]))
     log.info("wrote %d alignment lines (%s, Pharaoh i-j, 0-based) to %s", len(src_lines), written, output)
     if gold is None:
         return {}
@@ -125,7 +134,7 @@ def align(cfg: DictConfig) -> dict[str, Any]:
         )
     if cfg.scores_output:
         report = json.dumps({"gold": str(cfg.gold), "scores": scores}, indent=2) + "\n"
-        Path(cfg.scores_output).write_text(report, encoding="utf-8")
+        atomic_write_text(cfg.scores_output, report)
     return scores
 
 

@@ -17,9 +17,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .errors import ConfigError
-from .utils.atomic import check_output_path
-from .utils.checkpoint_io import atomic_torch_save, is_training_checkpoint
+from .utils.checkpoint_io import atomic_torch_save
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.output_guard import check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,10 @@ def average(cfg: DictConfig) -> Path:
         if not isinstance(inputs, (list, ListConfig)):
             raise ConfigError(f"inputs={inputs!r}; fix: pass a list, inputs=[A.ckpt,B.ckpt]")
         paths = [Path(p) for p in inputs]
-    check_output_path("output", output, inputs=[(f"inputs[{i}]", p) for i, p in enumerate(paths)], overwrite=overwrite)
-    if not overwrite and output.is_file() and is_training_checkpoint(output):
-        raise ConfigError(
-            f"output={output} is a training checkpoint: writing over it would lose its optimizer state and step, and "
-            f"ckpt_path=last could no longer resume. Fix: pass another output (e.g. "
-            f"output={output.with_name('averaged.ckpt')}), or add overwrite=true"
-        )
+    check_output_path(
+        "output", output, inputs=[(f"inputs[{i}]", p) for i, p in enumerate(paths)], overwrite=overwrite,
+        replaces="inference checkpoint",
+    )
     if len(paths) == 1:
         log.warning("only one checkpoint: the output is a copy of its weights without the training state")
     checkpoint = average_checkpoints(paths)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ConfigError
-from .utils.atomic import atomic_open, check_output_path
+from .utils.atomic import atomic_open
+from .utils.output_guard import check_output_path
 
 DEFAULT_METRICS = ("test/bleu", "test/chrf", "val/bleu_best", "global_step", "train_seconds")
 WANDB_SCHEME = "wandb://"
@@ -81,13 +83,23 @@ def _number(value: str) -> Any:
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Every run folder at or below ``paths`` (a folder with ``.hydra/overrides.yaml`` and either ``metrics.json``
-    or CSV logs), sorted by path."""
+    or CSV logs), sorted by path. A run whose ``metrics.json`` cannot be read (not UTF-8 JSON, e.g. cut short or
+    written over) is left out with a warning on stderr naming the file; the other runs are still compared."""
     runs = []
     for root in paths:
         for overrides_file in sorted(Path(root).rglob(".hydra/overrides.yaml")):
             run_dir = overrides_file.parent.parent
             metrics_file = run_dir / "metrics.json"
-            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else csv_metrics(run_dir)
+            try:
+                metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else csv_metrics(run_dir)
+            except (UnicodeDecodeError, ValueError) as e:
+                reason = str(e).splitlines()[0][:120]
+                print(f"warning: {metrics_file}: not a JSON metrics file ({reason}); left out of the table. Fix: "
+                      f"restore it from a backup, or evaluate the run again (s2s-eval)", file=sys.stderr)
+                continue
+            if not isinstance(metrics, dict):
+                print(f"warning: {metrics_file}: not a JSON object of metrics; left out of the table", file=sys.stderr)
+                continue
             if metrics:
                 runs.append(Run(run_dir, parse_overrides(OmegaConf.to_container(OmegaConf.load(overrides_file))), metrics))
     return sorted(runs, key=lambda run: str(run.path))
@@ -184,13 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wandb-project", help="with --plot-length: also log the plot to this W&B project as an image")
     parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
+    local = [p for p in args.paths if not p.startswith(WANDB_SCHEME)]
+    inputs = [(f"the metrics of {f.parent}", f) for root in local for f in Path(root).rglob("metrics.json")]
+    inputs += [(f"the CSV log {f}", f) for root in local for f in Path(root).rglob("metrics.csv")]
     for option, path in (("--plot", args.plot), ("--plot-length", args.plot_length)):
         if path:
             try:
-                check_output_path(option, path)
+                check_output_path(option, path, inputs=inputs)
             except ConfigError as e:
                 parser.error(str(e))
-    runs = find_runs([p for p in args.paths if not p.startswith(WANDB_SCHEME)])
+    runs = find_runs(local)
     for source in (p for p in args.paths if p.startswith(WANDB_SCHEME)):
         try:
             runs += wandb_runs(source, args.filters)

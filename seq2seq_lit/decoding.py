@@ -11,7 +11,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checkpoints import load_checkpoint, resolve_device
 from .ensemble import Ensemble
+from .errors import ConfigError
 from .lit_module import Seq2SeqLitModule
+from .preflight import NUMBERS, check_numbers
 from .quantization import quantize_for_decoding
 
 
@@ -50,8 +52,11 @@ def load_decoder(cfg: DictConfig) -> Decoder:
             their vocabularies (:class:`~seq2seq_lit.ensemble.Ensemble`).
         ConfigError: a search setting or ``quantize`` is not valid.
     """
+    check_numbers(cfg, [n for n in NUMBERS if n.key.startswith("model.search.")])
     device = resolve_device(cfg.device)
     paths = checkpoint_paths(cfg.ckpt_path)
+    if not paths:
+        raise ConfigError("ckpt_path=[]: no checkpoint. Fix: pass ckpt_path=FILE, or ckpt_path=[A.ckpt,B.ckpt] for an ensemble")
     modules = [load_checkpoint(path, device) for path in paths]
     module = modules[0] if len(modules) == 1 else Ensemble(modules, paths)
     search = modules[0].hparams.get("search")

@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import sentencepiece as spm
 import torch
 from torch import Tensor, nn
 
 from .data import Batch
+from .data.tokenizer import SentencePieceTokenizer
 from .errors import DataError
 from .lit_module import Seq2SeqLitModule
 from .modules.seq2seq import EncoderMemory
@@ -96,12 +98,32 @@ class Ensemble(nn.Module):
         return self.search(self.net, batch.src, batch.src_lengths, self.bos_id, self.eos_id)
 
 
+def _pieces(tokenizer: SentencePieceTokenizer) -> list[str]:
+    processor = spm.SentencePieceProcessor()
+    processor.LoadFromSerializedProto(tokenizer.model_bytes)
+    ids = tokenizer.vocabulary if tokenizer.vocabulary is not None else range(processor.get_piece_size())
+    return [processor.id_to_piece(i) for i in ids]
+
+
+def _piece_difference(first: SentencePieceTokenizer, other: SentencePieceTokenizer) -> str:
+    """How ``other``'s vocabulary differs from ``first``'s: the sizes, else the first id whose piece differs, else
+    the model's other settings (same pieces, other scores or normalization)."""
+    a, b = _pieces(first), _pieces(other)
+    if len(a) != len(b):
+        return f"{len(b)} pieces vs {len(a)}"
+    if a != b:
+        k = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        changed = sum(x != y for x, y in zip(a, b))
+        return f"the same size, {len(a)} pieces, but id {k} is {b[k]!r} in it and {a[k]!r} in the first; {changed} ids differ"
+    return f"the same {len(a)} pieces, but another sentencepiece model (piece scores or normalization rules)"
+
+
 def _vocabulary_difference(a: Seq2SeqLitModule, b: Seq2SeqLitModule) -> str | None:
     """What differs between the vocabularies of two modules (None: nothing)."""
     for side in ("src", "tgt"):
         x, y = getattr(a.tokenizers, side), getattr(b.tokenizers, side)
         if (x.model_bytes, x.vocabulary) != (y.model_bytes, y.vocabulary):
-            return f"{'source' if side == 'src' else 'target'} vocabulary ({y.vocab_size} pieces vs {x.vocab_size})"
+            return f"{'source' if side == 'src' else 'target'} vocabulary ({_piece_difference(x, y)})"
     ids = ("pad_id", "bos_id", "eos_id")
     if [a.hparams[k] for k in ids] != [b.hparams[k] for k in ids]:
         return "pad/bos/eos ids"

@@ -34,10 +34,12 @@ from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics, length
 from .translate import translate_lines
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.output_guard import check_output_dir, checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("val", "test")
+OUTPUT_FILES = ("hypotheses.txt", "metrics.json")
 
 
 def split_files(data_cfg: DictConfig, split: str) -> tuple[Path, Path]:
@@ -73,7 +75,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     Raises:
         ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, the split or its files are wrong (see
-            :func:`split_files`), or ``quantize`` is not valid here (see
+            :func:`split_files`), ``output_dir`` holds a training run's ``metrics.json`` or an input (see
+            :func:`~seq2seq_lit.utils.output_guard.check_output_dir`), or ``quantize`` is not valid here (see
             :func:`~seq2seq_lit.quantization.check_quantize`).
         DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
     """
@@ -83,6 +86,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be at least 1")
     split = cfg.data.get("split", "test")
     src_path, ref_path = split_files(cfg.data, split)
+    output_dir = check_output_dir(
+        "output_dir", cfg.output_dir, OUTPUT_FILES,
+        inputs=[("source", src_path), ("reference", ref_path), *checkpoint_inputs(cfg.ckpt_path)],
+        fix="pass output_dir=<a new folder>, e.g. output_dir=<run>/eval-test",
+    )
     sources, references = read_parallel(src_path, ref_path)
 
     decoder = load_decoder(cfg)
@@ -119,7 +127,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "quantize": decoder.quantize,
         "batch_size": cfg.batch_size,
     }
-    output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import numbers
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -40,8 +42,10 @@ def check_options(cfg: DictConfig) -> None:
 
     Raises:
         ConfigError: a required option not given (``???``); an option that the class it configures does not take
-            (e.g. ``+model.new_key=1``); a learning rate that is not a number > 0; ``trainer.max_steps`` or ``trainer.max_epochs`` of 0 (nothing to train) or
-            below -1.
+            (e.g. ``+model.new_key=1``); a number of :data:`NUMBERS` of the wrong type, not finite or out of its range
+            (:func:`check_numbers`); ``trainer.max_steps`` or ``trainer.max_epochs`` of 0 (nothing to train) or
+            below -1; a setting that reads the validation score while validation is off
+            (:func:`check_validation_readers`).
     """
     if missing := sorted(OmegaConf.missing_keys(cfg)):
         raise ConfigError(f"{missing[0]}: required, and not given (??? in its config). Fix: pass {missing[0]}=VALUE")
@@ -51,9 +55,7 @@ def check_options(cfg: DictConfig) -> None:
     for name, callback in (cfg.get("callbacks") or {}).items():
         if isinstance(callback, DictConfig):
             check_option_names(callback, f"callbacks.{name}")
-    lr = cfg.model.get("optimizer", {}).get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
-        raise ConfigError(f"model.optimizer.lr={lr!r}: the learning rate must be a number > 0. Fix: e.g. model.optimizer.lr=0.001")
+    check_numbers(cfg)
     if cfg.get("train", True):
         for key in ("max_steps", "max_epochs"):
             value = cfg.trainer.get(key)
@@ -62,7 +64,116 @@ def check_options(cfg: DictConfig) -> None:
                     f"trainer.{key}={value}: nothing to train. Fix: pass trainer.{key}=N with N >= 1 (-1: no limit), "
                     f"or train=false to only test a checkpoint"
                 )
+    check_validation_readers(cfg)
     align_validation_cadence(cfg)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric setting: its key, what it is (for the message), whole or real, its bounds, an example value."""
+
+    key: str
+    what: str
+    whole: bool = False
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+    example: str = ""
+
+    def rule(self) -> str:
+        kind = "a whole number" if self.whole else "a finite number"
+        if self.low > -math.inf and self.high < math.inf:
+            return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low > -math.inf:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        return kind
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.whole and not isinstance(value, numbers.Integral):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+
+NUMBERS = (
+    Number("model.optimizer.lr", "the learning rate", low=0, low_open=True, example="0.001"),
+    Number("model.dropout", "the dropout probability", low=0, high=1, high_open=True, example="0.2"),
+    Number("model.label_smoothing", "the label smoothing", low=0, high=1, high_open=True, example="0.1"),
+    Number("model.init_range", "the uniform init range", low=0, low_open=True, example="0.1"),
+    Number("model.embedding_size", "the embedding size", whole=True, low=1, example="256"),
+    Number("model.encoder.hidden_size", "the encoder size", whole=True, low=1, example="256"),
+    Number("model.encoder.num_layers", "the number of encoder layers", whole=True, low=1, example="2"),
+    Number("model.decoder.hidden_size", "the decoder size", whole=True, low=1, example="512"),
+    Number("model.guided_alignment.weight", "the guided-alignment loss weight", low=0, example="1.0"),
+    Number("model.scheduler.warmup_steps", "the warm-up length", whole=True, low=0, example="4000"),
+    Number("model.search.beam_size", "the beam size", whole=True, low=1, example="5"),
+    Number("model.search.n_best", "the number of hypotheses", whole=True, low=1, example="1"),
+    Number("model.search.alpha", "the length penalty", low=0, example="0.6"),
+    Number("model.search.beta", "the coverage penalty", low=0, example="0.2"),
+    Number("model.search.min_length", "the minimum length", whole=True, low=0, example="0"),
+    Number("model.search.max_length", "the maximum length", whole=True, low=1, example="200"),
+    Number("model.search.max_length_ratio", "the length ratio", low=0, low_open=True, example="1.5"),
+    Number("model.search.max_length_offset", "the length offset", whole=True, low=0, example="10"),
+    Number("model.search.temperature", "the sampling temperature", low=0, low_open=True, example="1.0"),
+    Number("model.search.top_k", "top-k (0: all tokens)", whole=True, low=0, example="10"),
+    Number("model.search.top_p", "top-p", low=0, high=1, low_open=True, example="0.9"),
+    Number("model.search.n_samples", "the number of samples", whole=True, low=1, example="1"),
+    Number("data.batch_size", "the batch size", whole=True, low=1, example="64"),
+    Number("data.eval_batch_size", "the evaluation batch size", whole=True, low=1, example="200"),
+    Number("data.max_length", "the length filter", whole=True, low=1, example="100"),
+    Number("trainer.gradient_clip_val", "the gradient clipping norm", low=0, example="1.0"),
+    Number("trainer.accumulate_grad_batches", "the gradient accumulation", whole=True, low=1, example="1"),
+)
+"""The numeric settings checked before anything is built; a key that is absent or null is not checked (null
+means "off" or "default" for the keys that allow it)."""
+
+
+def check_numbers(cfg: DictConfig, table: Iterable[Number] = NUMBERS) -> None:
+    """Check every setting of ``table`` present in ``cfg`` for its type (whole or real number, not a string or a
+    bool), finiteness (no NaN or infinity) and range.
+
+    Raises:
+        ConfigError: naming the key, the value, the rule and an example value.
+    """
+    for number in table:
+        value = OmegaConf.select(cfg, number.key, default=None)
+        if value is None or number.accepts(value):
+            continue
+        raise ConfigError(
+            f"{number.key}={value!r}: {number.what} must be {number.rule()}. Fix: e.g. {number.key}={number.example}"
+        )
+
+
+def check_validation_readers(cfg: DictConfig) -> None:
+    """Refuse a run whose validation is off (``trainer.limit_val_batches=0``) while a setting needs its score: the LR
+    scheduler's ``monitor`` (``model.scheduler_config.monitor``, the plateau schedule) or a callback's ``monitor``
+    (the best checkpoint, early stopping). Lightning would fail only after the first epoch, with no checkpoint.
+
+    Raises:
+        ConfigError: naming every key that reads the validation score and the fixes.
+    """
+    if cfg.trainer.get("limit_val_batches", 1.0) not in (0, 0.0) or not cfg.get("train", True):
+        return
+    readers = []
+    scheduler_monitor = str((cfg.model.get("scheduler_config") or {}).get("monitor") or "")
+    if cfg.model.get("scheduler") and scheduler_monitor.startswith("val/"):
+        readers.append((f"model.scheduler_config.monitor={scheduler_monitor}", "model/scheduler=constant"))
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        monitor = str(callback.get("monitor") or "") if isinstance(callback, DictConfig) else ""
+        if monitor.startswith("val/") and callback.get("save_top_k", 1) != 0:
+            readers.append((f"callbacks.{name}.monitor={monitor}", f"callbacks.{name}=null"))
+    if readers:
+        raise ConfigError(
+            f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but "
+            f"{', '.join(r for r, _ in readers)} read{'s' if len(readers) == 1 else ''} its score. Fix: pass "
+            f"trainer.limit_val_batches=N (N > 0), or also {' '.join(f for _, f in readers)}"
+        )
 
 
 def check_option_names(node: DictConfig, key: str) -> None:

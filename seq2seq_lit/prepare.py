@@ -31,6 +31,7 @@ def prepare(cfg: DictConfig) -> str:
         datamodule.store_dir,
         verify=True,
         progress=cfg.get("progress"),
+        hash_files=datamodule.store_hash_files,
     )
     for line in [*describe(store), f"ready in {time.perf_counter() - start:.1f} s"]:
         print(line)

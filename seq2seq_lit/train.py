@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import ResumeCheckpoint, TrainingTokens
+from .callbacks import FollowRunFolder, ResumeCheckpoint, TrainingTokens
 from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
@@ -37,6 +37,7 @@ from .metrics import bleu_signature
 from .preflight import check_options, check_run
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, RunInterrupted, exit_2_on_config_errors, run_entry_point
+from .utils.output_guard import check_run_dir
 from .utils.loggers import finish_loggers, instantiate_loggers, log_summary
 from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 from .utils.summary import print_summary
@@ -94,8 +95,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_options(cfg)
     prepare_run(cfg)
 
-    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), TrainingTokens()]
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), TrainingTokens(), FollowRunFolder()]
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg, callbacks)
+    check_run_dir("hydra.run.dir", cfg.paths.output_dir, ckpt_path)
     checkpoint = read_resume_checkpoint(ckpt_path) if ckpt_path else None
 
     log.info("Data: %s", cfg.data._target_)
@@ -108,6 +110,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"ckpt_path={ckpt_path}: the checkpoint's weights do not fit the configured model ({mismatch}). Fix: "
             f"resume with the model settings of the run that wrote it (its .hydra/overrides.yaml)"
+        )
+    if checkpoint is not None and (changed := training_state_mismatch(checkpoint.get("hyper_parameters") or {}, cfg.model)):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: the checkpoint was trained with {changed}; its optimizer and LR-schedule states "
+            f"cannot be loaded into another one. Fix: resume with the optimizer and schedule of the run that wrote it "
+            f"(its .hydra/overrides.yaml)"
         )
     del checkpoint  # Lightning reads it again, with the optimizer and loop states
     check_run(cfg, datamodule, model, callbacks)
@@ -198,6 +206,29 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig, callbacks: list[L.
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Fix: pass a .ckpt written by training, or ckpt_path=last")
     return path
+
+
+def training_state_mismatch(saved: dict[str, Any], model_cfg: DictConfig) -> str | None:
+    """What differs between the optimizer and LR schedule a checkpoint was trained with (its ``hyper_parameters``)
+    and those of ``model_cfg`` in a way that its saved states cannot be loaded (another optimizer class, another
+    schedule, a warmup added or removed); None if they fit."""
+
+    def shape(node: Any) -> tuple[Any, bool]:
+        node = node or {}
+        return node.get("_target_"), bool(node.get("warmup_steps"))
+
+    for key in ("optimizer", "scheduler"):
+        if key not in saved:
+            continue
+        (was, was_warm), (now, now_warm) = shape(saved[key]), shape(model_cfg.get(key))
+        if was != now:
+            return f"model.{key}._target_={was}, and this run configures {now}"
+        if key == "scheduler" and was_warm != now_warm:
+            return (
+                f"model.scheduler.warmup_steps={saved[key].get('warmup_steps')}, and this run configures "
+                f"{model_cfg.scheduler.get('warmup_steps')} (a warmup adds a scheduler)"
+            )
+    return None
 
 
 def read_resume_checkpoint(path: Path) -> dict[str, Any]:

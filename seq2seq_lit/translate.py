@@ -38,8 +38,9 @@ from .decoding import load_decoder
 from .errors import ConfigError, DataError
 from .lit_module import Seq2SeqLitModule
 from .plotting import plot_attention
-from .utils.atomic import atomic_open, atomic_write_text, check_output_path
+from .utils.atomic import atomic_open, atomic_write_text
 from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.output_guard import check_output_path, checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +197,15 @@ def translate(cfg: DictConfig) -> list[str]:
 
 def check_outputs(cfg: DictConfig) -> None:
     """Check, before the checkpoint is loaded, that every output can be written (see
-    :func:`~seq2seq_lit.utils.atomic.check_output_path`); none may be the input unless ``overwrite=true``.
+    :func:`~seq2seq_lit.utils.output_guard.check_output_path`); none may be the input, a checkpoint or a training
+    run's record unless ``overwrite=true``.
 
     Raises:
-        ConfigError: naming the key of the output that is a folder, lies in a missing folder, or is the input.
+        ConfigError: naming the key of the output that is a folder, lies in a missing folder, or is the input, a
+            checkpoint or a run's record.
     """
     inputs = [("input", cfg.input)] if cfg.input else []
+    inputs += checkpoint_inputs(cfg.get("ckpt_path"))
     for key in ("output", "alignment_output"):
         if cfg.get(key):
             check_output_path(key, cfg[key], inputs=inputs, overwrite=bool(cfg.get("overwrite")))
@@ -240,12 +244,11 @@ def _stdin_stream() -> Iterator[str]:
     Raises:
         DataError: a line is not valid UTF-8 (the message gives the line and byte offset).
     """
-    fix = "re-encode the input as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    fix = "re-encode the input as UTF-8 before it reaches s2s-translate (e.g. ... | iconv -f latin1 -t utf-8 | s2s-translate ...)"
+    offset = 0
     for number, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
-        try:
-            (line,) = decode_lines(raw, "<stdin>", fix)  # one line: raw ends at its newline
-        except DataError as e:
-            raise DataError(str(e).replace("<stdin>:1:", f"<stdin>:{number}:", 1)) from None
+        (line,) = decode_lines(raw, "<stdin>", fix, first_line=number, offset=offset)  # one line: raw ends at its newline
+        offset += len(raw)
         yield line
 
 

@@ -309,3 +309,167 @@ def test_12_a_second_sigint_stops_at_once_with_status_130(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         run_entry_point(task, OmegaConf.create())
     assert exit_.value.code == 130
+
+
+# == issue 26: nothing lost by any tool, and messages that point at the real fix =====================================
+# test_26_NN is case NN of issue 26 (docs/when-things-go-wrong.md, "Guarantees").
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
+    """A finished 4-step run folder: metrics.json, checkpoints/last.ckpt and the best step checkpoint, and the
+    .hydra/ record that a real run has."""
+    output_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(compose_train(quick_run(tiny_corpus, "test=true"), output_dir))
+    (output_dir / ".hydra").mkdir()
+    (output_dir / ".hydra" / "overrides.yaml").write_text("- model.embedding_size=32\n")
+    (output_dir / "train.log").write_text("the run's log\n")
+    return output_dir
+
+
+def _pyproject_scripts() -> dict[str, str]:
+    import tomllib
+
+    pyproject = tomllib.loads((CONF_DIR.parents[1] / "pyproject.toml").read_text())
+    return {name: target.split(":")[0] for name, target in pyproject["project"]["scripts"].items()}
+
+
+def _call_tool(module: str, option: str, value: Path, run: Path, corpus: dict[str, Path], work: Path) -> int | None:
+    """Run ``module``'s task in this process with the output ``option`` set to ``value`` and every other argument a
+    valid one; returns the exit status (None: it returned)."""
+    from seq2seq_lit import align, compare, evaluate, prepare
+    from seq2seq_lit.utils.entry import run_entry_point
+
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    src, tgt = corpus["test_src"], corpus["test_tgt"]
+    data = reverse_data_overrides(corpus) + [f"paths.cache_dir={work / 'cache'}"]
+
+    def entry(task, config_name: str, overrides: list[str]) -> None:
+        run_entry_point(task, compose_entry(config_name, overrides))
+
+    calls = {
+        ("seq2seq_lit.train", "hydra.run.dir"): lambda: run_entry_point(train, compose_train(quick_run(corpus), value)),
+        ("seq2seq_lit.translate", "output"): lambda: entry(translate, "translate.yaml", [f"ckpt_path={ckpt}", f"input={src}", f"output={value}"]),
+        ("seq2seq_lit.translate", "alignment_output"): lambda: entry(
+            translate, "translate.yaml", [f"ckpt_path={ckpt}", f"input={src}", f"output={work / 'out.txt'}", f"alignment_output={value}"]
+        ),
+        ("seq2seq_lit.evaluate", "output_dir"): lambda: entry(
+            evaluate.evaluate, "evaluate.yaml", [*data, f"ckpt_path={ckpt}", f"output_dir={value}"]
+        ),
+        ("seq2seq_lit.average", "output"): lambda: entry(average, "average.yaml", [f"inputs=[{ckpt}]", f"output={value}"]),
+        ("seq2seq_lit.compare", "--plot"): lambda: compare.main([str(run), "--plot", str(value)]),
+        ("seq2seq_lit.compare", "--plot-length"): lambda: compare.main([str(run), "--plot-length", str(value)]),
+        ("seq2seq_lit.align", "output"): lambda: entry(
+            align.align, "align.yaml", [f"ckpt_path={ckpt}", f"src={src}", f"tgt={tgt}", f"output={value}"]
+        ),
+        ("seq2seq_lit.align", "scores_output"): lambda: entry(
+            align.align, "align.yaml",
+            [f"ckpt_path={ckpt}", f"src={src}", f"tgt={tgt}", f"output={work / 'links.txt'}", f"scores_output={value}"],
+        ),
+        ("seq2seq_lit.prepare", "data.store_dir"): lambda: entry(prepare.prepare, "prepare.yaml", [*data, f"data.store_dir={value}"]),
+    }
+    try:
+        calls[module, option]()
+    except SystemExit as e:
+        return e.code
+    return None
+
+
+def test_26_every_tools_output_options_are_guarded(tiny_run, tiny_corpus, tmp_path, capsys):
+    """Cases 1-4 as a class: every output option of every s2s-* console script, pointed at an input, a training
+    checkpoint, a step checkpoint, a run's metrics.json or its .hydra record, exits 2 and changes nothing."""
+    from seq2seq_lit.utils.output_guard import TOOL_OUTPUTS
+
+    scripts = _pyproject_scripts()
+    assert set(scripts.values()) == set(TOOL_OUTPUTS), "a console script without its outputs in TOOL_OUTPUTS"
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    corpus = {k: tmp_path / "corpus" / Path(p).name for k, p in tiny_corpus.items()}
+    shutil.copytree(Path(tiny_corpus["train_src"]).parent, tmp_path / "corpus")
+    targets = {
+        "an input": corpus["test_src"],
+        "a training checkpoint": run / "checkpoints" / "last.ckpt",
+        "a step checkpoint": next((run / "checkpoints").glob("step*.ckpt")),
+        "a run's metrics.json": run / "metrics.json",
+        "a run's config record": run / ".hydra" / "overrides.yaml",
+    }
+    before = {p: digest(p) for p in targets.values()}
+    for module, options in TOOL_OUTPUTS.items():
+        for option in options:
+            for what, target in targets.items():
+                if what == "an input" and module in ("seq2seq_lit.average", "seq2seq_lit.compare"):
+                    continue  # their inputs are checkpoints and run folders: the other targets
+                work = tmp_path / f"work-{module}-{option}"
+                work.mkdir(exist_ok=True)
+                status = _call_tool(module, option, target, run, corpus, work)
+                assert status == 2, f"{module} {option}={target} ({what}): exit {status}"
+                assert {p: digest(p) for p in before} == before, f"{module} {option}= {what}: a file changed"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("which", ["src", "gold"])
+def test_26_01_align_output_over_its_source_or_gold_is_refused(which, tiny_run, tiny_corpus, tmp_path):
+    from seq2seq_lit.align import align
+
+    gold = tmp_path / "gold.talp"
+    gold.write_text("".join("1-1\n" for _ in read_lines(tiny_corpus["test_src"])))
+    target = Path(tiny_corpus["test_src"]) if which == "src" else gold
+    before = digest(target)
+    args = [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"src={tiny_corpus['test_src']}",
+            f"tgt={tiny_corpus['test_tgt']}", f"gold={gold}", f"output={target}"]
+    with pytest.raises(ConfigError, match=rf"output={target} is also the input {which}"):
+        align(compose_entry("align.yaml", args))
+    assert digest(target) == before
+
+
+def test_26_02_align_scores_output_over_a_checkpoint_is_refused(tiny_run, tiny_corpus, tmp_path):
+    from seq2seq_lit.align import align
+
+    last = tmp_path / "last.ckpt"
+    shutil.copy(tiny_run / "checkpoints" / "last.ckpt", last)
+    before = digest(last)
+    args = [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"src={tiny_corpus['test_src']}",
+            f"tgt={tiny_corpus['test_tgt']}", f"output={tmp_path / 'links.txt'}", f"scores_output={last}"]
+    with pytest.raises(ConfigError, match=rf"scores_output={last} is a training checkpoint"):
+        align(compose_entry("align.yaml", args))
+    assert digest(last) == before and not (tmp_path / "links.txt").exists()
+
+
+@pytest.mark.parametrize("target", ["checkpoints/last.ckpt", "metrics.json"])
+def test_26_03_compare_plot_over_a_runs_checkpoint_or_metrics_is_refused(target, tiny_run, tmp_path, capsys):
+    from seq2seq_lit.compare import main as compare
+
+    run = tmp_path / "runs" / "A"
+    shutil.copytree(tiny_run, run)
+    before = digest(run / target)
+    with pytest.raises(SystemExit) as exit_:
+        compare([str(tmp_path / "runs"), "--plot", str(run / target)])
+    assert exit_.value.code == 2 and f"--plot={run / target} is " in capsys.readouterr().err
+    assert digest(run / target) == before
+    assert compare([str(tmp_path / "runs")]) == 0
+
+
+def test_26_04_evaluate_into_a_training_runs_folder_keeps_its_metrics(tiny_run, tiny_corpus, tmp_path, capsys):
+    from seq2seq_lit.evaluate import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = digest(run / "metrics.json")
+    args = [*reverse_data_overrides(tiny_corpus), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"output_dir={run}"]
+    with pytest.raises(SystemExit) as exit_:
+        run_entry_point(evaluate, compose_entry("evaluate.yaml", args))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{run}'s metrics.json" in err and "Fix: pass output_dir=<a new folder>" in err
+    assert digest(run / "metrics.json") == before and not (run / "hypotheses.txt").exists()
+    evaluate(compose_entry("evaluate.yaml", [*args[:-1], f"output_dir={run / 'eval'}"]))  # the fix works
+    assert (run / "eval" / "metrics.json").is_file()
+
+
+def test_26_04_training_into_another_runs_folder_is_refused(tiny_run, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p: digest(p) for p in (run / "metrics.json", run / "checkpoints" / "last.ckpt")}
+    with pytest.raises(ConfigError, match=r"hydra.run.dir=.*metrics.json.*Fix: pass hydra.run.dir=<a new folder>, or resume"):
+        train(compose_train(quick_run(tiny_corpus), run))
+    assert {p: digest(p) for p in before} == before

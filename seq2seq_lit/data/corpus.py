@@ -44,7 +44,7 @@ def check_split(split: str) -> None:
         raise ConfigError(f"unknown split {split!r}; fix: use one of {', '.join(SPLITS)}")
 
 
-def decode_lines(data: bytes, name: str, fix: str) -> list[str]:
+def decode_lines(data: bytes, name: str, fix: str, first_line: int = 1, offset: int = 0) -> list[str]:
     """Lines of UTF-8 ``data`` as :func:`read_lines` splits them (on "\\n", a "\\r" before it dropped, a final
     newline ending the last line, a leading byte order mark dropped).
 
@@ -52,12 +52,14 @@ def decode_lines(data: bytes, name: str, fix: str) -> list[str]:
         data: the bytes of a file or a stream.
         name: what to call it in an error (a path, ``<stdin>``).
         fix: how to fix invalid UTF-8, for the error message.
+        first_line, offset: the line number and byte offset of ``data`` in its stream (a line read from stdin), for
+            the error message; a byte order mark is dropped only at offset 0.
 
     Raises:
         DataError: ``data`` is not valid UTF-8 (the message gives the line, the byte offset in the line and in the data),
             or is UTF-16/UTF-32 text or holds NUL bytes (:func:`~seq2seq_lit.data.encoding.check_text_bytes`).
     """
-    return _decode_block(data, name, fix, first_line=1, offset=0)
+    return _decode_block(data, name, fix, first_line=first_line, offset=offset)
 
 
 def _decode_block(data: bytes, name: str, fix: str, first_line: int, offset: int) -> list[str]:
@@ -101,8 +103,8 @@ def open_corpus_file(path: PathLike) -> BinaryIO:
         return f
     except FileNotFoundError:
         raise DataError(
-            f"{path}: file not found (resolved to {path.absolute()}). Fix: check the path in the data config, "
-            f"or run prepare() / prepare_data() first for a corpus that downloads its files."
+            f"{path}: file not found (resolved to {path.absolute()}). Fix: correct the option or data config key "
+            f"that names it (a path relative to the folder the command runs in)."
         ) from None
     except OSError as e:
         message = f"{path}: cannot read the file ({e.strerror}). Fix: point the data config at a readable file."
@@ -124,13 +126,7 @@ def iter_line_blocks(path: PathLike, block_bytes: int = BLOCK_BYTES) -> Iterator
     line, offset, rest = 1, 0, b""
     with open_corpus_file(path) as f:
         while True:
-            try:
-                chunk = f.read(block_bytes)
-            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-                raise DataError(
-                    f"{path}: not a complete gzip file ({e}) after line {line - 1}. Fix: download or compress it "
-                    f"again (gzip -t {path} checks it)"
-                ) from None
+            chunk = _read_block(f, block_bytes, path, line - 1 + rest.count(b"\n"))
             data = rest + chunk
             # Decode whole lines only (a block boundary may fall inside a character); at the end of the stream the
             # last line needs no "\n".
@@ -144,6 +140,30 @@ def iter_line_blocks(path: PathLike, block_bytes: int = BLOCK_BYTES) -> Iterator
                 break
     if line == 1:
         raise DataError(f"{path}: file is empty (0 lines). Fix: point the data config at the right file, or fill it.")
+
+
+def _read_block(f: BinaryIO, size: int, path: Path, lines_before: int) -> bytes:
+    """Up to ``size`` bytes of ``f``, read with ``read1`` (one decompressed piece at a time), so that a gzip stream
+    cut short is reported after the last line that could be decompressed, not after the last whole block.
+
+    Raises:
+        DataError: the (gzip) file ends early or is corrupt, naming the last complete line read.
+    """
+    parts, got = [], 0
+    while got < size:
+        try:
+            part = f.read1(size - got)
+        except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            complete = lines_before + sum(p.count(b"\n") for p in parts)
+            raise DataError(
+                f"{path}: not a complete gzip file ({e}); it breaks off after line {complete} (the last complete line "
+                f"that could be read). Fix: download or compress it again (gzip -t {path} checks it)"
+            ) from None
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def read_lines(path: PathLike) -> list[str]:

@@ -145,6 +145,8 @@ class TranslationDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes (persistent when > 0).
         seed: seed of the training batch order (epoch e uses ``seed + e``).
         store_dir: folder of corpus stores ("~" is expanded); None: a temporary folder, removed with the data module.
+        store_hash_files: find the store by the sha256 of each whole corpus file instead of its size, modification
+            time and sampled MiBs (notices a file changed in place with both kept; reads every file at each start).
 
     Raises:
         ConfigError: a setting is out of range, a tokenizer key is unknown, or the languages differ from the corpus'.
@@ -163,6 +165,7 @@ class TranslationDataModule(L.LightningDataModule):
         seed: int = 0,
         batch_tokens: int | None = None,
         store_dir: PathLike | None = None,
+        store_hash_files: bool = False,
     ) -> None:
         super().__init__()
         for name, value, minimum in (
@@ -204,6 +207,7 @@ class TranslationDataModule(L.LightningDataModule):
             self._store_tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="s2s-store-")
             store_dir = self._store_tmp.name
         self.store_dir = store_dir
+        self.store_hash_files = bool(store_hash_files)
         self._store: CorpusStore | None = None
         self._lines: dict[str, tuple[list[str], list[str]]] = {}
         self._datasets: dict[str, TranslationDataset] = {}
@@ -299,7 +303,8 @@ class TranslationDataModule(L.LightningDataModule):
         """
         if self._store is None:
             self._store = open_store(
-                self.corpus, self.tokenizer_settings, self.max_length, self.store_dir, tokenizers=self._tokenizers
+                self.corpus, self.tokenizer_settings, self.max_length, self.store_dir, tokenizers=self._tokenizers,
+                hash_files=self.store_hash_files,
             )
             self.num_filtered = self._store.num_filtered
             if "train" in self._store.splits:

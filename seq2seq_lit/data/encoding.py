@@ -39,13 +39,24 @@ def check_text_bytes(data: bytes, name: str, first_line: int = 1, offset: int = 
             if data.startswith(mark):
                 raise DataError(
                     f"{name}: {encoding} text (it starts with the {encoding} byte-order mark), not UTF-8. Fix: "
-                    f"convert it, e.g. iconv -f {encoding} -t UTF-8 {name} > {name}.utf8"
+                    f"{_convert(name, encoding)}"
                 )
     nul = data.find(b"\0")
     if nul >= 0:
         line = first_line + data.count(b"\n", 0, nul)
         raise DataError(
             f"{name}:{line}: a NUL byte (file offset {offset + nul}): not UTF-8 text, but a binary file or UTF-16/UTF-32 text "
-            f"without a byte-order mark. Fix: pass the text file; convert UTF-16 with iconv -f UTF-16LE -t UTF-8 "
-            f"{name} > {name}.utf8"
+            f"without a byte-order mark. Fix: {'pass text' if _is_stream(name) else 'pass the text file'}; "
+            f"{_convert(name, 'UTF-16LE').replace('convert it', 'convert UTF-16', 1)}"
         )
+
+
+def _is_stream(name: str) -> bool:
+    return name.startswith("<")  # <stdin>
+
+
+def _convert(name: str, encoding: str) -> str:
+    """How to convert ``name`` (a file, or a stream such as ``<stdin>``) from ``encoding`` to UTF-8."""
+    if _is_stream(name):
+        return f"convert it before it is piped in, e.g. ... | iconv -f {encoding} -t UTF-8 | s2s-translate ..."
+    return f"convert it, e.g. iconv -f {encoding} -t UTF-8 {name} > {name}.utf8"

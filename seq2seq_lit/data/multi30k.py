@@ -95,7 +95,8 @@ class Multi30k:
         """Download the files into ``cache_dir`` unless a local folder has them all or they are already cached.
 
         Raises:
-            ConfigError: a needed file has no sha256 entry.
+            ConfigError: a needed file has no sha256 entry, or ``$SEQ2SEQ_DATA_DIR`` names a folder that does not
+                exist (a relative path from another working folder: nothing is downloaded behind the user's back).
             DataError: a download failed or its checksum differs (see :func:`fetch_gzip`).
         """
         local = self._local_dir()
@@ -103,14 +104,26 @@ class Multi30k:
             log.info("Multi30k: reading %s in place", local)
             self._warn_on_checksum_mismatch(local)
             return
-        if self.data_dir is not None:
-            log.warning(
-                "Multi30k: data_dir %s lacks some of %s; downloading into %s instead",
-                self.data_dir, ", ".join(self._file_names()), self.cache_dir,
+        env = os.environ.get(DATA_DIR_ENV) if self.data_dir is None else None
+        if env and not Path(env).expanduser().is_dir():
+            raise ConfigError(
+                f"{DATA_DIR_ENV}={env}: no such folder (from here it is {Path(env).expanduser().absolute()}). Fix: set "
+                f"{DATA_DIR_ENV} to the absolute path of the folder that holds multi30k/, or unset it to download "
+                f"the corpus into {self.cache_dir}"
             )
+        if self.data_dir is not None or env:
+            log.warning(
+                "Multi30k: %s lacks some of %s; downloading into %s instead",
+                self.data_dir or f"{DATA_DIR_ENV}={env}: {Path(env).expanduser() / 'multi30k'}",
+                ", ".join(self._file_names()), self.cache_dir,
+            )
+        folder = self.data_dir or (Path(env).expanduser() / "multi30k" if env else None)
         hint = (
-            f"Or, offline, put the decompressed files {', '.join(self._file_names())} into a folder DIR/multi30k and "
-            f"set {DATA_DIR_ENV}=DIR (or set the corpus' data_dir to that folder)."
+            f"Or, offline, put the decompressed files {', '.join(self._file_names())} into {folder} (now missing "
+            f"some of them)."
+            if folder is not None
+            else f"Or, offline, put the decompressed files {', '.join(self._file_names())} into a folder DIR/multi30k "
+            f"and set {DATA_DIR_ENV}=DIR (or set the corpus' data_dir to that folder)."
         )
         if missing := [name for name in self._file_names() if name not in self.sha256]:
             raise ConfigError(

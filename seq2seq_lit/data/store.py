@@ -6,7 +6,9 @@ offsets (``<split>.<side>.offsets.npy``), the corpus positions of the kept train
 tokenizer models, and ``manifest.json`` (sizes and sha256 of every file, pair and token counts, the key's inputs).
 
 The key is a sha256 of the store format version, of each input file's fingerprint (size, modification time and a
-sha256 of its first, middle and last MiB: a changed file is noticed without reading all of it), of the tokenizer
+sha256 of its first, middle and last MiB: a changed file is noticed without reading all of it; with
+``data.store_hash_files=true`` the sha256 of the whole file instead, so that a file changed in place with its size and
+modification time kept is noticed too, at the cost of reading every corpus file at each start), of the tokenizer
 settings (or of the given tokenizers' models) and of ``max_length``. Anything else that would change the arrays is in
 the tokenizer settings; the cache folder of the sentencepiece models is not part of the key.
 
@@ -56,6 +58,7 @@ from seq2seq_lit.data.tokenizer import (
 )
 from seq2seq_lit.data.word_cache import WordCache
 from seq2seq_lit.errors import DataError
+from seq2seq_lit.utils.output_guard import check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +77,17 @@ class DamagedStore(Exception):
     """A store folder that must not be used (incomplete, truncated, or not matching its manifest)."""
 
 
-def file_fingerprint(path: PathLike) -> dict[str, Any]:
+def file_fingerprint(path: PathLike, whole: bool = False) -> dict[str, Any]:
     """``{"size", "mtime_ns", "sample_sha256"}`` of a file: its size in bytes, its modification time, and a sha256 of
-    its first, middle and last MiB.
+    its first, middle and last MiB; with ``whole``, ``{"size", "sha256"}``: the sha256 of all of it (the modification
+    time left out, so that a copy or a ``touch`` of the same text keeps the store).
 
     Raises:
         DataError: the file is missing or unreadable.
     """
     open_corpus_file(path).close()  # the reader's error for a missing or unreadable file
+    if whole:
+        return {"size": os.stat(path).st_size, "sha256": sha256_file(path)}
     stat = os.stat(path)
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -118,9 +124,11 @@ def store_key(
     tokenizer_settings: Mapping[str, Any],
     max_length: int | None,
     tokenizers: Tokenizers | None = None,
+    hash_files: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """(key, what it hashes) of the store of ``files`` (by split) encoded with the given ``tokenizers``, or with
-    tokenizers trained by ``tokenizer_settings``, and filtered with ``max_length``.
+    tokenizers trained by ``tokenizer_settings``, and filtered with ``max_length``; ``hash_files``: fingerprint the
+    files by the sha256 of their whole content (see :func:`file_fingerprint`).
 
     Raises:
         DataError: an input file is missing or unreadable.
@@ -136,7 +144,7 @@ def store_key(
         tokenizer |= {"sentencepiece": spm.__version__, "sample_seed": SAMPLE_SEED}
     material = {
         "version": STORE_VERSION,
-        "files": {split: [file_fingerprint(p) for p in paths] for split, paths in files.items()},
+        "files": {split: [file_fingerprint(p, hash_files) for p in paths] for split, paths in files.items()},
         "tokenizer": tokenizer,
         "max_length": max_length,
     }
@@ -235,6 +243,7 @@ def open_store(
     tokenizers: Tokenizers | None = None,
     verify: bool = False,
     progress: bool | None = None,
+    hash_files: bool = False,
 ) -> CorpusStore:
     """The store of ``corpus`` encoded with ``tokenizers`` (or with ones trained by ``tokenizer_settings``, see
     :func:`~seq2seq_lit.data.tokenizer.build_tokenizers`) and its training pairs filtered by ``max_length``; built
@@ -243,6 +252,8 @@ def open_store(
     Args:
         progress: show progress bars while building (None: when stderr is a terminal).
         verify: check every file's sha256 (reads the whole store) instead of its sizes only.
+        hash_files: key the store by the sha256 of each whole corpus file (``data.store_hash_files``), not by its
+            size, modification time and sampled MiBs.
 
     Raises:
         DataError: a corpus file is missing, unreadable, not UTF-8 or misaligned, or filtering left no training pair.
@@ -250,8 +261,8 @@ def open_store(
         OSError: ``store_dir`` cannot be written.
     """
     files = corpus_files(corpus, need_train=tokenizers is None)
-    key, material = store_key(files, tokenizer_settings, max_length, tokenizers)
-    root = Path(store_dir).expanduser()
+    key, material = store_key(files, tokenizer_settings, max_length, tokenizers, hash_files)
+    root = check_output_dir("data.store_dir", store_dir, (), fix="pass data.store_dir=<a folder> for the corpus stores")
     path = root / key
     try:
         return CorpusStore.open(path, verify)

@@ -7,8 +7,7 @@ that the rename survives a power cut. A failed write (full disk, a crash, Ctrl+C
 the old file as it was; only a SIGKILL or a power cut can leave one behind, which
 :func:`remove_orphaned_temporaries` removes the next time a run starts.
 
-:func:`check_output_path` is the check made before any work starts: an output that is a folder, lies in a missing
-folder, or is one of the command's inputs is refused with a :class:`~seq2seq_lit.errors.ConfigError` naming the key.
+What may be written at all is checked before any work starts, by :mod:`seq2seq_lit.utils.output_guard`.
 """
 
 from __future__ import annotations
@@ -18,12 +17,10 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-
-from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +41,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, make_parents:
         path: the file to write.
         mode: ``"wb"`` or ``"w"`` (text; ``encoding`` and ``newline`` go through ``kwargs`` to :func:`open`).
         make_parents: create missing parent folders (caches, checkpoint folders); otherwise a missing folder is an
-            error, as for a user's output path (see :func:`check_output_path`).
+            error, as for a user's output path (see :func:`~seq2seq_lit.utils.output_guard.check_output_path`).
 
     Raises:
         OSError: the folder is missing or not writable, or the disk is full (its ``filename`` is ``path``); the old
@@ -100,45 +97,6 @@ def _sync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
-
-
-def check_output_path(
-    key: str,
-    path: str | os.PathLike[str],
-    *,
-    inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
-    overwrite: bool = False,
-) -> Path:
-    """Check, before any work, that ``path`` can be written as the output ``key``; returns it as a Path.
-
-    Args:
-        key: the config key that named the output (for the message), e.g. ``"output"``.
-        path: the output file.
-        inputs: ``(key, path)`` of the command's input files; writing over one of them needs ``overwrite``.
-        overwrite: allow writing over an input (the inputs are read in full before the output is written).
-
-    Raises:
-        ConfigError: ``path`` is a folder, its folder does not exist or is not writable, or it is one of ``inputs``
-            and ``overwrite`` is false.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(
-            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
-    if path.exists() and not overwrite:
-        for input_key, input_path in inputs:
-            if Path(input_path).exists() and os.path.samefile(path, input_path):
-                raise ConfigError(
-                    f"{key}={path} is also the input {input_key}; writing it would destroy that input. Fix: pass "
-                    f"another {key}, or add overwrite=true to replace it once it has been read"
-                )
-    return path
 
 
 def remove_orphaned_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
