@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -473,3 +474,215 @@ def test_26_04_training_into_another_runs_folder_is_refused(tiny_run, tiny_corpu
     with pytest.raises(ConfigError, match=r"hydra.run.dir=.*metrics.json.*Fix: pass hydra.run.dir=<a new folder>, or resume"):
         train(compose_train(quick_run(tiny_corpus), run))
     assert {p: digest(p) for p in before} == before
+
+
+# -- 5. settings that read the validation score, with validation off: refused before step 1 ---------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ([], "model.scheduler_config.monitor=val/bleu, callbacks.model_checkpoint.monitor=val/bleu read its score"),
+        (["model/scheduler=constant", "callbacks=early_stopping"], "callbacks.model_checkpoint.monitor=val/bleu, callbacks.early_stopping.monitor=val/bleu"),
+    ],
+)
+def test_26_05_validation_off_with_a_setting_that_reads_it_is_refused_before_step_1(extra, named, tiny_corpus, tmp_path):
+    cfg = compose_train(quick_run(tiny_corpus, "trainer.limit_val_batches=0", *extra), tmp_path / "run")
+    with pytest.raises(ConfigError, match=rf"trainer.limit_val_batches=0 turns validation off, but {named}") as e:
+        train(cfg)
+    assert "Fix: pass trainer.limit_val_batches=N (N > 0), or also " in str(e.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was trained
+
+
+def test_26_05_the_suggested_fix_trains(tiny_corpus, tmp_path):
+    fix = ["trainer.limit_val_batches=0", "model/scheduler=constant", "callbacks.model_checkpoint=null"]
+    metrics = train(compose_train(quick_run(tiny_corpus, *fix), tmp_path / "run"))
+    assert metrics["global_step"] == 4 and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.guided_alignment.weight=nan", r"model.guided_alignment.weight=nan: the guided-alignment loss weight must be a finite number >= 0"),
+        ("model.dropout=1.5", r"model.dropout=1.5: the dropout probability must be a finite number in \[0, 1\)"),
+        ("model/search=sample model.search.top_k=2.5", r"model.search.top_k=2.5: top-k \(0: all tokens\) must be a whole number >= 0"),
+        ("data.batch_size=8.0", r"data.batch_size=8.0: the batch size must be a whole number >= 1"),
+        ("model.optimizer.lr=inf", r"model.optimizer.lr=inf: the learning rate must be a finite number > 0"),
+    ],
+)
+def test_26_14_17_numbers_are_checked_for_type_finiteness_and_range_before_step_1(override, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        check_options(compose_train(TINY + override.split(), tmp_path))
+
+
+# -- 6. resuming a copied run folder: the best checkpoint follows the folder -----------------------------------------
+
+
+@pytest.mark.slow
+def test_26_06_a_resumed_copy_keeps_the_best_checkpoint_of_its_own_folder(tiny_corpus, tmp_path):
+    # Validations at steps 2, 4, 6 (and 8, 10 after resuming); the best of the first run is one of the first three.
+    args = ["+trainer.val_check_interval=2", "model/scheduler=constant", "test=true"]
+    original = tmp_path / "original"
+    train(compose_train(quick_run(tiny_corpus, "trainer.max_steps=6", *args), original))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    resumed = [*quick_run(tiny_corpus, "trainer.max_steps=10", *args), "ckpt_path=last"]
+    in_copy = train(compose_train(resumed, copy))
+    in_place = train(compose_train(resumed, original))
+    assert Path(in_copy["best_model_path"]).parent == copy / "checkpoints"
+    assert Path(in_copy["best_model_path"]).name == Path(in_place["best_model_path"]).name
+    assert in_copy["val/bleu_best"] == in_place["val/bleu_best"] and in_copy["test/bleu"] == in_place["test/bleu"]
+
+
+# -- 10. resuming with another optimizer or schedule --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.optimizer._target_=torch.optim.SGD", "model.optimizer._target_=torch.optim.Adam, and this run configures torch.optim.SGD"),
+        ("model/scheduler=constant", "model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau, and this run configures"),
+        ("model.scheduler.warmup_steps=3", "model.scheduler.warmup_steps=0, and this run configures 3"),
+    ],
+)
+def test_26_10_resuming_with_another_optimizer_or_schedule_is_one_line(override, message, tiny_run, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = compose_train(quick_run(tiny_corpus, "trainer.max_steps=6", "ckpt_path=last", override), run)
+    with pytest.raises(ConfigError, match=re.escape(message) + ".*Fix: resume with the optimizer and schedule"):
+        train(cfg)
+
+
+# -- 13. a corrupt metrics.json in a compare folder ---------------------------------------------------------------------
+
+
+def test_26_13_compare_leaves_out_a_run_with_a_corrupt_metrics_json(tiny_run, tmp_path, capsys):
+    from seq2seq_lit.compare import main as compare
+
+    for name in ("A", "B"):
+        shutil.copytree(tiny_run, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "A" / "metrics.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    assert compare([str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "1 run(s)" in out and "B" in out
+    assert f"warning: {tmp_path / 'runs' / 'A' / 'metrics.json'}: not a JSON metrics file" in err and "Traceback" not in err
+
+
+# -- 14. a store folder that is a file, an empty ensemble --------------------------------------------------------------
+
+
+def test_26_14_a_store_dir_that_is_a_file_is_one_line(tiny_corpus, tmp_path):
+    from seq2seq_lit.prepare import prepare
+
+    store = tmp_path / "store"
+    store.write_text("not a folder\n")
+    cfg = compose_entry("prepare.yaml", [*reverse_data_overrides(tiny_corpus), f"data.store_dir={store}",
+                                         f"data.tokenizer.cache_dir={tmp_path / 'spm'}"])
+    with pytest.raises(ConfigError, match=rf"data.store_dir={store}: a file, not a folder. Fix: pass data.store_dir=<a folder>"):
+        prepare(cfg)
+    assert store.read_text() == "not a folder\n"
+
+
+def test_26_14_an_empty_ensemble_is_one_line(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    with pytest.raises(ConfigError, match=r"ckpt_path=\[\]: no checkpoint. Fix: pass ckpt_path=FILE"):
+        translate(compose_entry("translate.yaml", ["ckpt_path=[]", f"input={source}"]))
+
+
+# -- 15. an ensemble of two vocabularies of the same size --------------------------------------------------------------
+
+
+def test_26_15_an_ensemble_vocabulary_mismatch_names_the_first_differing_piece():
+    from types import SimpleNamespace
+
+    from seq2seq_lit.ensemble import _vocabulary_difference
+
+    a = train_sentencepiece(["a b c d e f g h"] * 50, vocab_size=16, model_type="char", cache_dir=None)
+    b = train_sentencepiece(["a b c d e f g i"] * 50, vocab_size=16, model_type="char", cache_dir=None)
+    ids = {"pad_id": 0, "bos_id": 2, "eos_id": 3}
+    first = SimpleNamespace(tokenizers=SimpleNamespace(src=a, tgt=a), hparams=ids)
+    other = SimpleNamespace(tokenizers=SimpleNamespace(src=b, tgt=a), hparams=ids)
+    difference = _vocabulary_difference(first, other)
+    assert difference.startswith(f"source vocabulary (the same size, {a.vocab_size} pieces, but id ")
+    assert "'i' in it and 'h' in the first" in difference
+
+
+# -- 17. messages that name the real cause ------------------------------------------------------------------------------
+
+
+def test_26_17_a_gzip_file_cut_short_names_the_last_line_read(tmp_path):
+    import gzip
+
+    path = tmp_path / "train.de.gz"
+    text = "".join(f"line {i} " + "x" * (i % 50) + "\n" for i in range(50_000)).encode()
+    data = gzip.compress(text, compresslevel=1)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"train.de.gz: not a complete gzip file .*; it breaks off after line (\d+)") as e:
+        read_lines(path)
+    line = int(re.search(r"after line (\d+)", str(e.value))[1])
+    assert 10_000 < line < 50_000
+
+
+def test_26_17_a_nul_byte_on_stdin_gives_its_line_offset_and_a_pipe_fix(monkeypatch):
+    from seq2seq_lit.translate import _stdin_stream
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a b\nc d\ne \x00 f\n")))
+    lines = _stdin_stream()
+    assert [next(lines), next(lines)] == ["a b", "c d"]
+    with pytest.raises(DataError, match=r"<stdin>:3: a NUL byte \(file offset 10\)") as e:
+        next(lines)
+    assert "| iconv -f UTF-16LE -t UTF-8 | s2s-translate" in str(e.value) and "<stdin>.utf8" not in str(e.value)
+
+
+def test_26_17_align_with_a_missing_gold_file_names_the_gold_option(tiny_run, tiny_corpus, tmp_path):
+    from seq2seq_lit.align import align
+
+    gold = tmp_path / "missing.talp"
+    args = [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"src={tiny_corpus['test_src']}",
+            f"tgt={tiny_corpus['test_tgt']}", f"gold={gold}", f"output={tmp_path / 'links.txt'}"]
+    with pytest.raises(ConfigError, match=rf"gold={gold}: no such file. Fix: pass the gold alignment file") as e:
+        align(compose_entry("align.yaml", args))
+    assert "prepare" not in str(e.value)
+
+
+# -- 18. SEQ2SEQ_DATA_DIR set to a folder that does not exist ----------------------------------------------------------
+
+
+def test_26_18_a_missing_data_dir_is_an_error_not_a_download(tmp_path, monkeypatch):
+    from seq2seq_lit.data import multi30k
+
+    monkeypatch.setattr(multi30k, "fetch_gzip", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setenv("SEQ2SEQ_DATA_DIR", "../shared/data-nowhere")
+    with pytest.raises(ConfigError, match=r"SEQ2SEQ_DATA_DIR=../shared/data-nowhere: no such folder .*Fix: set SEQ2SEQ_DATA_DIR to the absolute path"):
+        multi30k.Multi30k(cache_dir=tmp_path).prepare()
+
+
+# -- 19. a corpus file changed in place, size and mtime kept -----------------------------------------------------------
+
+
+def test_26_19_store_hash_files_notices_a_file_changed_in_place(tmp_path, monkeypatch):
+    from seq2seq_lit.data import ParallelText, store as store_module
+    from seq2seq_lit.data.store import open_store
+
+    monkeypatch.setattr(store_module, "_SAMPLE_BYTES", 8)  # sampled: bytes 0-7, the middle 8 and the last 8
+
+    (tmp_path / "corpus").mkdir()
+    paths = write_reverse_corpus(tmp_path / "corpus", {"train": 200, "val": 20, "test": 20})
+    settings = {"joint": True, "per_side_vocab": True, "vocab_size": 24, "model_type": "bpe", "character_coverage": 1.0,
+                "input_sentence_size": 1_000_000, "cache_dir": str(tmp_path / "spm")}
+
+    def store(hash_files: bool):
+        return open_store(ParallelText(**paths), settings, 12, tmp_path / "store", hash_files=hash_files)
+
+    before, hashed = store(False), store(True)
+    target, stat = paths["val_tgt"], os.stat(paths["val_tgt"])
+    text = target.read_bytes()
+    k = next(i for i in range(20, len(text)) if text[i : i + 1].isalpha())  # a letter outside the sampled bytes
+    target.write_bytes(text[:k] + (b"b" if text[k : k + 1] == b"a" else b"a") + text[k + 1 :])  # the same size
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert store(False).path == before.path  # the documented trade-off: size and mtime kept, the store is reused
+    changed = store(True)
+    assert changed.path != hashed.path
+    lines = lambda s: [list(s.dataset("val").tgt[i]) for i in range(20)]  # noqa: E731
+    assert lines(changed) != lines(hashed)  # built from the changed text
