@@ -8,6 +8,7 @@ from importlib.metadata import version
 
 import lightning as L
 import pytest
+from lightning.pytorch.callbacks import RichProgressBar
 from packaging.requirements import Requirement
 from torchmetrics import MeanMetric
 
@@ -20,7 +21,7 @@ from .conftest import REPO
 @pytest.fixture(scope="module")
 def owners() -> dict:
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    return {"trainer": trainer, "metric": MeanMetric()}
+    return {"trainer": trainer, "metric": MeanMetric(), "progress_bar": RichProgressBar()}
 
 
 @pytest.mark.parametrize("private", PRIVATE_NAMES, ids=[f"{p.owner}.{p.name}" for p in PRIVATE_NAMES])
@@ -54,3 +55,11 @@ def test_the_installed_version_is_the_pinned_minor_release(package):
     assert version(package) in requirement.specifier, f"{package} {version(package)} is not {requirement}"
     major, minor = version(package).split(".")[:2]
     assert f"{major}.{int(minor) + 1}.0" not in requirement.specifier  # the next minor release is not let in
+
+
+@pytest.mark.parametrize("max_epochs, label", [(-1, "Epoch 3"), (10, "Epoch 3/9")])
+def test_the_progress_bar_labels_an_epoch_without_a_negative_total(max_epochs, label):
+    bar = lightning_internals.RunProgressBar()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[bar], max_epochs=max_epochs, max_steps=100)
+    bar.setup(trainer, None, "fit")  # what fit does first
+    assert bar._get_train_description(3).strip() == label

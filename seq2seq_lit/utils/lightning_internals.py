@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
 from torchmetrics import Metric
 
 
@@ -32,6 +33,7 @@ PRIVATE_NAMES = (
     PrivateName("trainer._accelerator_connector", "use_distributed_sampler", "replaces_samplers"),
     PrivateName("metric", "_update_count", "metric_update_count, set_metric_update_count"),
     PrivateName("metric", "_computed", "set_metric_update_count"),
+    PrivateName("progress_bar", "_get_train_description", "RunProgressBar"),
 )
 
 
@@ -64,3 +66,16 @@ def set_metric_update_count(metric: Metric, count: int) -> None:
     """Restore the update count after restoring the states, and drop the cached ``compute()`` of the old ones."""
     metric._update_count = count
     metric._computed = None
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's ``RichProgressBar`` (``callbacks.progress_bar``), labelling the epoch as ``Epoch 3`` in a run that
+    ``trainer.max_steps`` bounds (``max_epochs=-1``), where Lightning writes ``Epoch 3/-2``; ``Epoch 3/9`` when
+    ``trainer.max_epochs=10`` bounds it. Overrides the private ``_get_train_description``."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = super()._get_train_description(current_epoch)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs < 0:  # no epoch limit
+            description = description.replace(f"Epoch {current_epoch}/{max_epochs - 1}", f"Epoch {current_epoch}", 1)
+        return description
