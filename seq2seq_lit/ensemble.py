@@ -114,7 +114,7 @@ def _piece_difference(first: SentencePieceTokenizer, other: SentencePieceTokeniz
     if a != b:
         k = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
         changed = sum(x != y for x, y in zip(a, b))
-        return f"the same size, {len(a)} pieces, but id {k} is {b[k]!r} in it and {a[k]!r} in the first; {changed} ids differ"
+        return f"the same size, {len(a)} pieces, but id {k} is {b[k]!r} in it and {a[k]!r} in the first; {changed} {'id differs' if changed == 1 else 'ids differ'}"
     return f"the same {len(a)} pieces, but another sentencepiece model (piece scores or normalization rules)"
 
 
