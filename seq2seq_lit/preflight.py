@@ -150,15 +150,30 @@ def check_numbers(cfg: DictConfig, table: Iterable[Number] = NUMBERS) -> None:
         )
 
 
+def validation_never_runs(trainer: DictConfig) -> str | None:
+    """Why the validation settings of ``trainer`` (a ``trainer`` config) never validate, naming the keys; None when
+    they do: ``limit_val_batches=0``, or ``check_val_every_n_epoch`` above ``max_epochs`` in a run bounded by epochs
+    only (no ``max_steps``, whose last step is validated, and no step-based ``val_check_interval``)."""
+    if trainer.get("limit_val_batches", 1.0) in (0, 0.0):
+        return f"trainer.limit_val_batches={trainer.limit_val_batches} turns validation off"
+    every, epochs = trainer.get("check_val_every_n_epoch"), trainer.get("max_epochs")
+    interval = trainer.get("val_check_interval")
+    by_steps = isinstance(interval, int) and not isinstance(interval, bool)
+    if isinstance(every, int) and isinstance(epochs, int) and 0 < epochs < every and trainer.get("max_steps", -1) in (-1, None) and not by_steps:
+        return f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs} never validates"
+    return None
+
+
 def check_validation_readers(cfg: DictConfig) -> None:
-    """Refuse a run whose validation is off (``trainer.limit_val_batches=0``) while a setting needs its score: the LR
+    """Refuse a run that never validates (:func:`validation_never_runs`) while a setting needs its score: the LR
     scheduler's ``monitor`` (``model.scheduler_config.monitor``, the plateau schedule) or a callback's ``monitor``
-    (the best checkpoint, early stopping). Lightning would fail only after the first epoch, with no checkpoint.
+    (the best checkpoint, early stopping). Lightning would fail only after the first epoch, with no checkpoint, or
+    keep no best checkpoint.
 
     Raises:
         ConfigError: naming every key that reads the validation score and the fixes.
     """
-    if cfg.trainer.get("limit_val_batches", 1.0) not in (0, 0.0) or not cfg.get("train", True):
+    if not cfg.get("train", True) or not (never := validation_never_runs(cfg.trainer)):
         return
     readers = []
     scheduler_monitor = str((cfg.model.get("scheduler_config") or {}).get("monitor") or "")
@@ -169,10 +184,10 @@ def check_validation_readers(cfg: DictConfig) -> None:
         if monitor.startswith("val/") and callback.get("save_top_k", 1) != 0:
             readers.append((f"callbacks.{name}.monitor={monitor}", f"callbacks.{name}=null"))
     if readers:
+        enable = "trainer.limit_val_batches=N (N > 0)" if "limit_val_batches" in never else "trainer.check_val_every_n_epoch=1"
         raise ConfigError(
-            f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} turns validation off, but "
-            f"{', '.join(r for r, _ in readers)} read{'s' if len(readers) == 1 else ''} its score. Fix: pass "
-            f"trainer.limit_val_batches=N (N > 0), or also {' '.join(f for _, f in readers)}"
+            f"{never}, but {', '.join(r for r, _ in readers)} read{'s' if len(readers) == 1 else ''} its score. Fix: "
+            f"pass {enable}, or also {' '.join(f for _, f in readers)}"
         )
 
 

@@ -494,6 +494,17 @@ def test_26_05_validation_off_with_a_setting_that_reads_it_is_refused_before_ste
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was trained
 
 
+def test_26_05_validating_less_often_than_the_run_has_epochs_is_refused(tiny_corpus, tmp_path):
+    cfg = compose_train(
+        quick_run(tiny_corpus, "trainer.max_steps=-1", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=3"),
+        tmp_path / "run",
+    )
+    with pytest.raises(ConfigError, match=r"trainer.check_val_every_n_epoch=3 with trainer.max_epochs=2 never validates, but model.scheduler_config.monitor=val/bleu") as e:
+        train(cfg)
+    assert "Fix: pass trainer.check_val_every_n_epoch=1, or also model/scheduler=constant" in str(e.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was trained
+
+
 def test_26_05_the_suggested_fix_trains(tiny_corpus, tmp_path):
     fix = ["trainer.limit_val_batches=0", "model/scheduler=constant", "callbacks.model_checkpoint=null"]
     metrics = train(compose_train(quick_run(tiny_corpus, *fix), tmp_path / "run"))
