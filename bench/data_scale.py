@@ -113,12 +113,14 @@ def training_run(data: list[str], folder: Path, extra: list[str], log: Path) -> 
         *data,
         "trainer.max_steps=3",
         "trainer.limit_val_batches=0",
+        "model/scheduler=constant",  # no validation: nothing for the plateau schedule and the best checkpoint to read
+        "callbacks.model_checkpoint=null",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
         "callbacks.progress_bar=null",
         "test=false",
         "logger=csv",
-        f"hydra.run.dir={folder / 'run'}",
+        f"hydra.run.dir={folder / ('run-' + log.stem)}",  # one folder per run: a finished run's folder is not reused
         f"+callbacks.probe._target_=data_scale.FirstStepProbe",
         f"+callbacks.probe.folder={probe}",
         *extra,

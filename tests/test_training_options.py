@@ -70,6 +70,7 @@ def first_gradients(corpus: dict[str, Path], run_dir: Path, *overrides: str) -> 
         TINY + reverse_data_overrides(corpus) + [
             "trainer.max_steps=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false",
             "model/scheduler=constant",  # no validation here, so nothing for the plateau schedule to read
+            "callbacks.model_checkpoint=null",  # nor for the best checkpoint
             "data.tokenizer.vocab_size=25",  # every symbol one piece: every sentence 6 pieces, every batch as many tokens
             "logger=csv", "callbacks.attention_heatmaps=null", "callbacks.sample_translations=null",
             "+callbacks.gradients._target_=tests.reliability_helpers.SaveFirstGradients", f"+callbacks.gradients.path={path}",
