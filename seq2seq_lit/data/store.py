@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ from seq2seq_lit.data.tokenizer import (
     sample_positions,
 )
 from seq2seq_lit.data.word_cache import WordCache
-from seq2seq_lit.errors import DataError
+from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.utils.full_disk import as_full_disk_error
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,8 @@ class CorpusStore:
                     "tgt_vocabulary": tok["tgt_vocabulary"],
                 }
             )
+        except PermissionError:
+            raise  # another user's store this user may not read: not damaged (open_store says what to do)
         except (OSError, ValueError, KeyError, TypeError, DataError) as e:
             raise DamagedStore(f"{type(e).__name__}: {e}") from None
         store = cls(path, manifest, tokenizers)
@@ -253,19 +257,20 @@ def open_store(
     key, material = store_key(files, tokenizer_settings, max_length, tokenizers)
     root = Path(store_dir).expanduser()
     path = root / key
-    try:
-        return CorpusStore.open(path, verify)
-    except FileNotFoundError:
-        pass
-    except DamagedStore as e:
-        log.warning("corpus store %s is damaged (%s); building it again", path, e)
-    root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / f".{key}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("another process is building the corpus store %s; waiting for it", path)
-        lock.acquire()
+    with _store_dir_access(root, path):
+        try:
+            return CorpusStore.open(path, verify)
+        except FileNotFoundError:
+            pass
+        except DamagedStore as e:
+            log.warning("corpus store %s is damaged (%s); building it again", path, e)
+        root.mkdir(parents=True, exist_ok=True)  # 0o777 less the umask, as every folder of the store
+        lock = FileLock(str(root / f".{key}.lock"), mode=SHARED_FILE_MODE & ~_umask())
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another process is building the corpus store %s; waiting for it", path)
+            lock.acquire()
     try:
         try:
             return CorpusStore.open(path, verify)  # built by the process we waited for
@@ -275,7 +280,9 @@ def open_store(
             log.warning("corpus store %s is damaged (%s); building it again", path, e)
         for stale in root.glob(f".{key}.tmp-*"):  # left by a killed build (we hold the lock: nobody is writing it)
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+        with _store_dir_access(root, path):
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+            tmp.chmod(SHARED_FOLDER_MODE & ~_umask())  # mkdtemp's 0o700 would hide the store from the group
         try:
             build_store(tmp, files, tokenizer_settings, max_length, tokenizers, material, progress)
             if path.exists():  # the damaged one: out of the way first (a folder cannot be replaced atomically)
@@ -283,7 +290,10 @@ def open_store(
             tmp.rename(path)
             _fsync_dir(root)
         except OSError as e:
+            full = as_full_disk_error(e, path)  # numpy's short write is OSError(None): tell while the disk is full
             shutil.rmtree(tmp, ignore_errors=True)
+            if full is not None:
+                raise full from e
             if e.filename is None:  # name the store, so that a full disk says which disk (utils.entry's message)
                 raise OSError(e.errno, e.strerror, str(path)) from e
             raise
@@ -293,6 +303,40 @@ def open_store(
     finally:
         lock.release()
     return CorpusStore.open(path)
+
+
+SHARED_FOLDER_MODE = 0o777
+SHARED_FILE_MODE = 0o666
+"""The modes a store's folders and lock file are created with, less the umask (as ``mkdir`` and ``open`` do for its
+other files): a cache shared by a group (umask 002, or a setgid folder) is readable and writable by the group."""
+
+
+def _umask() -> int:
+    """This process' umask (read from /proc where it can be, since setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _store_dir_access(root: Path, path: Path) -> Iterator[None]:
+    """Turn a permission error on the store folder ``root`` (another user's store or lock, a read-only cache) into a
+    :class:`~seq2seq_lit.errors.ConfigError` naming ``data.store_dir``, the key that chose the folder."""
+    try:
+        yield
+    except PermissionError as e:
+        what = e.filename or path
+        raise ConfigError(
+            f"data.store_dir={root}: {what} cannot be used ({e.strerror}); the corpus store {path.name} is "
+            f"probably another user's. Fix: ask its owner to make the folder group-readable and -writable (chmod -R "
+            f"g+rwX {root}; build shared stores with umask 002), or pass data.store_dir=<a folder of yours>"
+        ) from None
 
 
 def build_store(
