@@ -20,12 +20,14 @@ from .conftest import REPO
 class SignalRankAt(L.Callback):
     """Send ``signal`` to this process if it is rank ``rank``, once, at ``hook`` (``train_batch_end``,
     ``validation_batch_start`` or ``save_checkpoint``) of the first training step >= ``step``: a signal that reaches
-    one rank only, in the middle of what it is doing (a validation's gathers, a checkpoint's)."""
+    one rank only, in the middle of what it is doing (a validation's gathers, a checkpoint's). The time it sent the
+    signal (``time.time()``) goes into the file ``stamp``, if given."""
 
-    def __init__(self, rank: int, step: int, signal: str = "SIGTERM", hook: str = "train_batch_end") -> None:
+    def __init__(self, rank: int, step: int, signal: str = "SIGTERM", hook: str = "train_batch_end",
+                 stamp: str | None = None) -> None:
         if hook not in ("train_batch_end", "validation_batch_start", "save_checkpoint"):
             raise ValueError(f"hook={hook!r}")
-        self.rank, self.step, self.hook = rank, step, hook
+        self.rank, self.step, self.hook, self.stamp = rank, step, hook, stamp
         self.signum = getattr(signals, signal)
         self.sent = False
 
@@ -34,6 +36,8 @@ class SignalRankAt(L.Callback):
             return
         if trainer.global_step >= self.step:
             self.sent = True
+            if self.stamp:
+                Path(self.stamp).write_text(repr(time.time()))
             os.kill(os.getpid(), self.signum)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
@@ -54,6 +58,7 @@ class Finished:
     stdout: str
     stderr: str
     seconds: float
+    ended: float  # time.time() when it exited
     left_over: bool  # some process of its group was still running after it exited
 
 
@@ -84,14 +89,14 @@ def finish_group(proc: subprocess.Popen, timeout: float, start: float | None = N
         os.killpg(proc.pid, signals.SIGKILL)
         out, err = proc.communicate()
         raise TimeoutError(f"still running after {timeout} s; killed. stderr: {err.decode(errors='replace')[-3000:]}")
-    seconds = time.monotonic() - start
+    seconds, ended = time.monotonic() - start, time.time()
     deadline = time.monotonic() + 5
     while group_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     left_over = group_alive(proc.pid)
     if left_over:
         os.killpg(proc.pid, signals.SIGKILL)
-    return Finished(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), seconds, left_over)
+    return Finished(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), seconds, ended, left_over)
 
 
 def run_group(*args: str, timeout: float = 120, **env: str) -> Finished:
