@@ -12,14 +12,25 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from seq2seq_lit.utils import full_disk
+from seq2seq_lit.utils.atomic import atomic_open
+from seq2seq_lit.utils.entry import user_error
+from seq2seq_lit.utils.full_disk import free_bytes
+
 from .conftest import TINY, reverse_data_overrides, write_reverse_corpus
-from .process_helpers import run_group
+from .process_helpers import finish_group, group_alive, run_group, start_group
 
 # -- 7. DDP: every rank stops after the same step, whichever rank got the signal and wherever ----------------------
 
@@ -87,3 +98,251 @@ def test_07_a_sigterm_to_one_ddp_rank_stops_every_rank_at_the_same_step_with_exi
         assert final["global_step"] == whole["global_step"] == 20
         for name, tensor in whole["state_dict"].items():
             assert torch.equal(final["state_dict"][name], tensor), name
+
+
+# -- 8 and 12. s2s-prepare: killed, its encoding workers die with it; Ctrl+C is one line and exit 130 ---------------
+
+
+@pytest.fixture(scope="module")
+def large_corpus(tmp_path_factory) -> dict[str, Path]:
+    """400,000 training pairs: 8 chunks of 50,000 to encode, several seconds of work for the encoding workers."""
+    return write_reverse_corpus(tmp_path_factory.mktemp("large"), {"train": 400_000, "val": 20, "test": 20}, seed=4)
+
+
+def prepare_args(corpus: dict[str, Path], tmp_path: Path) -> list[str]:
+    return ["python", "-m", "seq2seq_lit.prepare", *reverse_data_overrides(corpus), f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def wait_for_encoding_workers(pid: int, n: int = 2, timeout: float = 120) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(workers := children(pid)) >= n:
+            return workers
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} encoding workers of process {pid} after {timeout} s")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state != "Z"  # a zombie has ended; its parent (here the test's init) has not reaped it yet
+
+
+needs_workers = pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir() or len(os.sched_getaffinity(0)) < 2,
+    reason="encoding workers run on 2 or more cores; their processes are read from Linux /proc",
+)
+
+
+@pytest.mark.slow
+@needs_workers
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_08_prepare_killed_while_encoding_leaves_no_worker_behind(signal_name, large_corpus, tmp_path):
+    proc = start_group(*prepare_args(large_corpus, tmp_path))
+    try:
+        workers = wait_for_encoding_workers(proc.pid)
+        os.kill(proc.pid, getattr(signal, signal_name))  # the parent only, as a scheduler or the OOM killer would
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if alive(w)], "encoding workers outlived their parent"
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    store_root = tmp_path / "cache" / "corpus_store"
+    assert not [p for p in store_root.iterdir() if not p.name.startswith(".")]  # no half-built store to open
+
+
+@pytest.mark.slow
+@needs_workers
+def test_12_sigint_to_prepare_while_encoding_is_one_line_and_exit_130(large_corpus, tmp_path):
+    proc = start_group(*prepare_args(large_corpus, tmp_path))
+    try:
+        workers = wait_for_encoding_workers(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C: the terminal signals the whole foreground process group
+        result = finish_group(proc, timeout=120)
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert [line for line in result.stderr.splitlines() if line.startswith("interrupted:")] == [
+        "interrupted: SIGINT (Ctrl+C) received: stopped; every file is written whole or not at all, so none was left "
+        "half-written"
+    ]
+    assert not result.left_over and not [w for w in workers if alive(w)]
+    store_root = tmp_path / "cache" / "corpus_store"
+    assert not list(store_root.iterdir()) or all(p.suffix == ".lock" for p in store_root.iterdir())  # no temporary folder
+
+
+# -- 11 and 12. s2s-translate: piped into head, and Ctrl+C while it waits for a line -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a 5-step run on the reverse task (its translations do not matter here)."""
+    folder = tmp_path_factory.mktemp("tiny_ckpt")
+    corpus = write_reverse_corpus(folder, {"train": 200, "val": 10, "test": 10}, seed=5)
+    args = ["python", "-m", "seq2seq_lit.train", *TINY, *reverse_data_overrides(corpus), "~logger", "test=false",
+            "trainer.max_steps=5", "trainer.limit_val_batches=1", "callbacks.attention_heatmaps=null",
+            "callbacks.sample_translations=null", "callbacks.learning_rate_monitor=null",
+            f"paths.cache_dir={folder / 'cache'}", f"hydra.run.dir={folder / 'run'}"]
+    result = run_group(*args, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.slow
+def test_11_translate_piped_into_head_ends_quietly(tiny_checkpoint, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"a b c {i % 7}\n" for i in range(2000)))
+    script = (f"set -o pipefail; cat {source} | {sys.executable} -m seq2seq_lit.translate ckpt_path={tiny_checkpoint} "
+              f"hydra.run.dir={tmp_path / 'run'} | head -1; echo \"status ${{PIPESTATUS[1]}}\" >&2")
+    result = run_group("bash", "-c", script, timeout=300)
+    assert len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr and "Exception ignored" not in result.stderr
+    status = result.stderr.strip().splitlines()[-1]
+    assert status in ("status 0", "status 141"), result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_12_sigint_to_interactive_translate_is_one_line_and_exit_130(tiny_checkpoint, tmp_path):
+    proc = start_group("python", "-m", "seq2seq_lit.translate", f"ckpt_path={tiny_checkpoint}",
+                       f"hydra.run.dir={tmp_path / 'run'}", stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"a b c\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline()  # a translation: it is waiting for the next line now
+        os.killpg(proc.pid, signal.SIGINT)
+        result = finish_group(proc, timeout=60)
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("interrupted:")] == [
+        "interrupted: SIGINT (Ctrl+C) received: stopped; every file is written whole or not at all, so none was left "
+        "half-written"
+    ]
+
+
+# -- 9. a real full disk: one line and exit 2, wherever the write fails -----------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A real 5 MB tmpfs (needs root, as CI runs): skipped where it cannot be mounted, where the patch-based tests
+    below still cover the classification."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): the patch-based tests cover the errors")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` with a file until ``leave`` bytes are free."""
+    free = free_bytes(disk)
+    assert free is not None and free > leave
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * (free - leave))
+    assert free_bytes(disk) <= leave + 8192
+
+
+def assert_one_line_full_disk(result, path: Path) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert errors[0].startswith(f"error: {path}") and "No space left on device (ENOSPC); the file was not written" in errors[0]
+    assert "Fix: free space on that disk" in errors[0]
+
+
+@pytest.mark.slow
+def test_09_a_store_built_on_a_full_disk_is_one_line_and_exit_2(small_disk, tmp_path):
+    corpus = write_reverse_corpus(tmp_path / "corpus", {"train": 40_000, "val": 20, "test": 20}, seed=6)
+    fill(small_disk, 200_000)  # the store of 40,000 pairs needs about 1 MB
+    store_dir = small_disk / "stores"
+    args = prepare_args(corpus, tmp_path)[:-2] + [f"paths.cache_dir={tmp_path / 'cache'}", f"data.store_dir={store_dir}",
+                                                  f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_group(*args, timeout=300)
+    assert_one_line_full_disk(result, store_dir)
+    assert "No space left on device (ENOSPC)" in (tmp_path / "run" / "prepare.log").read_text()
+    assert [p.name for p in store_dir.iterdir()] == [next(store_dir.glob(".*.lock")).name]  # no half-built store
+
+
+@pytest.mark.slow
+def test_09_a_checkpoint_saved_on_a_full_disk_is_one_line_and_exit_2_in_train_log(tiny_checkpoint, small_disk, tmp_path):
+    corpus = write_reverse_corpus(tmp_path / "corpus", {"train": 200, "val": 10, "test": 10}, seed=5)
+    fill(small_disk, tiny_checkpoint.stat().st_size // 2)  # room for the logs, not for a checkpoint
+    run_dir = small_disk / "run"
+    args = ["python", "-m", "seq2seq_lit.train", *TINY, *reverse_data_overrides(corpus), "~logger", "test=false",
+            "trainer.max_steps=5", "trainer.limit_val_batches=1", "callbacks.attention_heatmaps=null",
+            "callbacks.sample_translations=null", "callbacks.learning_rate_monitor=null",
+            "callbacks.resume_checkpoint.every_n_train_steps=2", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={run_dir}"]
+    result = run_group(*args, timeout=300)
+    checkpoints = run_dir / "checkpoints"
+    assert_one_line_full_disk(result, checkpoints)
+    assert "No space left on device (ENOSPC); the file was not written" in (run_dir / "train.log").read_text()
+    assert not list(checkpoints.glob(".*.tmp"))  # the failed write left no temporary file
+
+
+@pytest.mark.slow
+def test_09_average_into_a_full_disk_is_one_line_and_exit_2(tiny_checkpoint, small_disk, tmp_path):
+    fill(small_disk, tiny_checkpoint.stat().st_size // 4)
+    output = small_disk / "avg.ckpt"
+    result = run_group("python", "-m", "seq2seq_lit.average", f"inputs=[{tiny_checkpoint}]", f"output={output}",
+                       f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    assert_one_line_full_disk(result, output)
+    assert not output.exists() and not list(small_disk.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"),  # torch.save
+        OSError(None, None),  # numpy's short write
+        OSError(errno.ENOSPC, "No space left on device"),
+    ],
+    ids=["torch.save", "numpy", "ENOSPC"],
+)
+def test_09_a_write_that_fails_on_a_full_disk_is_enospc_naming_the_file(error, tmp_path, monkeypatch):
+    """The fallback where no tmpfs can be mounted: the errors as torch.save and numpy raise them, the disk full."""
+    monkeypatch.setattr(full_disk, "free_bytes", lambda folder: 4096)
+    target = tmp_path / "x.ckpt"
+    with pytest.raises(OSError) as raised:
+        with atomic_open(target, "wb") as f:
+            f.write(b"partial")
+            raise error
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert str(user_error(raised.value)).startswith(f"{target}: No space left on device (ENOSPC); the file was not written")
+    assert not list(tmp_path.iterdir())  # no temporary file, no partial target
+
+
+def test_09_the_same_errors_with_space_left_stay_what_they_are(tmp_path, monkeypatch):
+    monkeypatch.setattr(full_disk, "free_bytes", lambda folder: 10 << 30)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with atomic_open(tmp_path / "x.ckpt", "wb"):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    assert user_error(RuntimeError("unexpected pos")) is None  # a bug, not a user error: a traceback

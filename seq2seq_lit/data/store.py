@@ -22,12 +22,15 @@ N is the number of pairs of a split.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import deque
@@ -557,7 +560,7 @@ def _encoded_chunks(
     # fork: the workers start in milliseconds with the encoders already loaded, and use nothing but sentencepiece and
     # numpy (no torch, no threads of the parent), so the parent's other threads do not matter.
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders,)
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders, os.getpid())
     )
     pending: deque[list[Future[Encoded]]] = deque()
     try:
@@ -579,9 +582,30 @@ def _encode(encoder: Encoder, lines: list[str], dtype: str, num_threads: int | N
 _worker_encoders: tuple[Encoder, Encoder] | None = None
 
 
-def _init_worker(encoders: tuple[Encoder, Encoder]) -> None:
+def _init_worker(encoders: tuple[Encoder, Encoder], parent: int) -> None:
+    """Set up an encoding worker: it dies with the process that started it (killed with SIGKILL or SIGTERM, it could
+    not shut the pool down, and a worker blocked writing its result to the pipe would live on, holding its memory),
+    and it ignores SIGINT (Ctrl+C reaches the whole process group: the parent stops the pool, without a traceback
+    from each worker)."""
     global _worker_encoders
     _worker_encoders = encoders
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the thread that started it ends (Linux ``PR_SET_PDEATHSIG``); exit
+    at once if ``parent`` has already gone. Elsewhere a no-op: the pool's own shutdown is all there is."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _encode_in_worker(side: int, lines: list[str], dtype: str) -> Encoded:
