@@ -73,7 +73,8 @@ def group_alive(pgid: int) -> bool:
 def start_group(*args: str, stdin: int | None = subprocess.DEVNULL, **env: str) -> subprocess.Popen:
     """Start ``args`` (``python`` stands for this interpreter) from the repository root in a new session and process
     group, one thread per process, W&B offline."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", **env}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                   "PYTHONFAULTHANDLER": "1", **env}
     command = [sys.executable if a == "python" else a for a in args]
     return subprocess.Popen(command, cwd=REPO, env=environment, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -86,9 +87,11 @@ def finish_group(proc: subprocess.Popen, timeout: float, start: float | None = N
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signals.SIGABRT)  # faulthandler (PYTHONFAULTHANDLER) prints where it hangs
+        time.sleep(2)
         os.killpg(proc.pid, signals.SIGKILL)
         out, err = proc.communicate()
-        raise TimeoutError(f"still running after {timeout} s; killed. stderr: {err.decode(errors='replace')[-3000:]}")
+        raise TimeoutError(f"still running after {timeout} s; killed. stderr: {err.decode(errors='replace')[-6000:]}")
     seconds, ended = time.monotonic() - start, time.time()
     deadline = time.monotonic() + 5
     while group_alive(proc.pid) and time.monotonic() < deadline:

@@ -559,11 +559,16 @@ def _encoded_chunks(
         return
     # fork: the workers start in milliseconds with the encoders already loaded, and use nothing but sentencepiece and
     # numpy (no torch, no threads of the parent), so the parent's other threads do not matter.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders, os.getpid())
-    )
+    # Forked with SIGINT blocked, a worker ignores it from its first instruction on (its initializer then unblocks
+    # it): a Ctrl+C while it starts would end it in a KeyboardInterrupt traceback. This process gets it on unblocking.
+    pool: ProcessPoolExecutor | None = None
     pending: deque[list[Future[Encoded]]] = deque()
     try:
+        with _sigint_blocked():  # a Ctrl+C meanwhile is raised when this block ends: the pool is shut down below
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders, os.getpid())
+            )
+            pool.submit(int)  # starts the workers now (the fork context starts them all at the first task)
         for chunk in chunks:
             pending.append([pool.submit(_encode_in_worker, side, lines, dtype) for side, lines in enumerate(chunk)])
             if len(pending) >= workers:
@@ -571,7 +576,8 @@ def _encoded_chunks(
         while pending:
             yield tuple(f.result() for f in pending.popleft())  # type: ignore[misc]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode(encoder: Encoder, lines: list[str], dtype: str, num_threads: int | None) -> Encoded:
@@ -590,7 +596,19 @@ def _init_worker(encoders: tuple[Encoder, Encoder], parent: int) -> None:
     global _worker_encoders
     _worker_encoders = encoders
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while it forked this one
     die_with_parent(parent)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread (a Ctrl+C stays pending until the block ends); processes forked meanwhile start
+    with it blocked."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def die_with_parent(parent: int) -> None:
