@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
@@ -70,14 +71,17 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def start_group(*args: str, stdin: int | None = subprocess.DEVNULL, **env: str) -> subprocess.Popen:
+def start_group(*args: str, stdin: int | None = subprocess.DEVNULL, user: int | None = None, group: int | None = None,
+                extra_groups: list[int] | None = None, umask: int = -1, **env: str) -> subprocess.Popen:
     """Start ``args`` (``python`` stands for this interpreter) from the repository root in a new session and process
-    group, one thread per process, W&B offline."""
+    group, one thread per process, W&B offline; as another ``user`` / ``group`` (root only) and with a ``umask`` if
+    given."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
                    "PYTHONFAULTHANDLER": "1", **env}
     command = [sys.executable if a == "python" else a for a in args]
     return subprocess.Popen(command, cwd=REPO, env=environment, stdin=stdin, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, user=user, group=group,
+                            extra_groups=extra_groups, umask=umask)
 
 
 def finish_group(proc: subprocess.Popen, timeout: float, start: float | None = None) -> Finished:
@@ -102,10 +106,10 @@ def finish_group(proc: subprocess.Popen, timeout: float, start: float | None = N
     return Finished(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), seconds, ended, left_over)
 
 
-def run_group(*args: str, timeout: float = 120, **env: str) -> Finished:
-    """:func:`start_group` then :func:`finish_group`."""
+def run_group(*args: str, timeout: float = 120, **options: Any) -> Finished:
+    """:func:`start_group` (``options``: its keyword arguments, and environment variables) then :func:`finish_group`."""
     start = time.monotonic()
-    return finish_group(start_group(*args, **env), timeout, start)
+    return finish_group(start_group(*args, **options), timeout, start)
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +27,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from seq2seq_lit.data import ParallelText
+from seq2seq_lit.data.store import open_store
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.utils import full_disk
 from seq2seq_lit.utils.atomic import atomic_open
 from seq2seq_lit.utils.entry import user_error
 from seq2seq_lit.utils.full_disk import free_bytes
 
 from .conftest import TINY, reverse_data_overrides, write_reverse_corpus
-from .process_helpers import finish_group, group_alive, run_group, start_group
+from .process_helpers import Finished, finish_group, group_alive, run_group, start_group
+
+def corpus_in(folder: Path, sizes: dict[str, int], seed: int) -> dict[str, Path]:
+    """The reverse task's files in ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_reverse_corpus(folder, sizes, seed=seed)
+
 
 # -- 7. DDP: every rank stops after the same step, whichever rank got the signal and wherever ----------------------
 
@@ -280,7 +292,7 @@ def assert_one_line_full_disk(result, path: Path) -> None:
 
 @pytest.mark.slow
 def test_09_a_store_built_on_a_full_disk_is_one_line_and_exit_2(small_disk, tmp_path):
-    corpus = write_reverse_corpus(tmp_path / "corpus", {"train": 40_000, "val": 20, "test": 20}, seed=6)
+    corpus = corpus_in(tmp_path / "corpus", {"train": 40_000, "val": 20, "test": 20}, seed=6)
     fill(small_disk, 200_000)  # the store of 40,000 pairs needs about 1 MB
     store_dir = small_disk / "stores"
     args = prepare_args(corpus, tmp_path)[:-2] + [f"paths.cache_dir={tmp_path / 'cache'}", f"data.store_dir={store_dir}",
@@ -293,7 +305,7 @@ def test_09_a_store_built_on_a_full_disk_is_one_line_and_exit_2(small_disk, tmp_
 
 @pytest.mark.slow
 def test_09_a_checkpoint_saved_on_a_full_disk_is_one_line_and_exit_2_in_train_log(tiny_checkpoint, small_disk, tmp_path):
-    corpus = write_reverse_corpus(tmp_path / "corpus", {"train": 200, "val": 10, "test": 10}, seed=5)
+    corpus = corpus_in(tmp_path / "corpus", {"train": 200, "val": 10, "test": 10}, seed=5)
     fill(small_disk, tiny_checkpoint.stat().st_size // 2)  # room for the logs, not for a checkpoint
     run_dir = small_disk / "run"
     args = ["python", "-m", "seq2seq_lit.train", *TINY, *reverse_data_overrides(corpus), "~logger", "test=false",
@@ -346,3 +358,80 @@ def test_09_the_same_errors_with_space_left_stay_what_they_are(tmp_path, monkeyp
         with atomic_open(tmp_path / "x.ckpt", "wb"):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
     assert user_error(RuntimeError("unexpected pos")) is None  # a bug, not a user error: a traceback
+
+
+# -- 16. a corpus store shared by a group ------------------------------------------------------------------------------
+
+STORE_SETTINGS = {"joint": True, "per_side_vocab": True, "vocab_size": 24, "model_type": "bpe",
+                  "character_coverage": 1.0, "input_sentence_size": 1_000_000}
+
+
+@pytest.mark.parametrize("umask, folder_mode, lock_mode", [(0o002, 0o775, 0o664), (0o022, 0o755, 0o644)])
+def test_16_store_folders_and_lock_take_their_modes_from_the_umask(umask, folder_mode, lock_mode, tmp_path):
+    paths = corpus_in(tmp_path / "corpus", {"train": 300, "val": 10, "test": 10}, seed=8)
+    previous = os.umask(umask)
+    try:
+        store = open_store(ParallelText(**paths), {**STORE_SETTINGS, "cache_dir": str(tmp_path / "spm")}, 12,
+                           tmp_path / "stores")
+    finally:
+        os.umask(previous)
+    (lock,) = (tmp_path / "stores").glob(".*.lock")
+    assert stat.S_IMODE(store.path.stat().st_mode) == folder_mode  # not mkdtemp's 0o700
+    assert stat.S_IMODE((tmp_path / "stores").stat().st_mode) == folder_mode
+    assert stat.S_IMODE(lock.stat().st_mode) == lock_mode
+    assert {stat.S_IMODE(p.stat().st_mode) for p in store.path.iterdir()} == {lock_mode}
+
+
+def test_16_a_store_folder_this_user_cannot_use_is_a_config_error_naming_data_store_dir(tmp_path, monkeypatch):
+    paths = corpus_in(tmp_path / "corpus", {"train": 300, "val": 10, "test": 10}, seed=8)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "stores"))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(ConfigError) as raised:
+        open_store(ParallelText(**paths), {**STORE_SETTINGS, "cache_dir": None}, 12, tmp_path / "stores")
+    message = str(raised.value)
+    assert message.startswith(f"data.store_dir={tmp_path / 'stores'}: ") and "Permission denied" in message
+    assert "Fix: ask its owner" in message and "or pass data.store_dir=" in message
+    assert "paths.output_dir" not in message
+
+
+SHARED_GROUP = 100  # "users" on Debian and most distributions; the second user gets it as a supplementary group
+SECOND_USER = 65534  # nobody
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as a second user")
+def test_16_a_store_built_by_one_user_is_opened_and_extended_by_another_of_its_group(tmp_path):
+    shared = Path(tempfile.mkdtemp(prefix="s2s_shared_", dir="/tmp"))  # outside pytest's 0700 root-only folder
+    try:
+        os.chown(shared, 0, SHARED_GROUP)
+        os.chmod(shared, 0o2775)  # setgid: what is created in it belongs to the group, as on a shared cache
+        corpus = corpus_in(shared / "corpus", {"train": 300, "val": 10, "test": 10}, seed=9)
+
+        def prepare(name: str, *extra: str, **user) -> Finished:
+            args = ["python", "-m", "seq2seq_lit.prepare", *reverse_data_overrides(corpus), *extra,
+                    f"paths.cache_dir={shared / name / 'cache'}", f"data.store_dir={shared / 'stores'}",
+                    f"hydra.run.dir={shared / name / 'run'}"]
+            return run_group(*args, timeout=300, HOME=str(shared / name), **user)
+
+        first = prepare("owner", umask=0o002)
+        assert first.returncode == 0, first.stderr[-3000:]
+        (store,) = [p for p in (shared / "stores").iterdir() if not p.name.startswith(".")]
+        assert stat.S_IMODE(store.stat().st_mode) & 0o070 == 0o070
+
+        colleague = {"user": SECOND_USER, "group": SECOND_USER, "extra_groups": [SHARED_GROUP], "umask": 0o002}
+        opened = prepare("colleague", **colleague)
+        assert opened.returncode == 0, opened.stderr[-3000:]
+        assert "damaged" not in opened.stdout + opened.stderr and f"at {store}" in opened.stdout
+        extended = prepare("colleague", "data.tokenizer.vocab_size=20", **colleague)  # a new store in the same folder
+        assert extended.returncode == 0, extended.stderr[-3000:]
+
+        stranger = prepare("stranger", "data.tokenizer.vocab_size=22", user=SECOND_USER, group=SECOND_USER,
+                           extra_groups=[], umask=0o002)
+        assert stranger.returncode == 2 and "Traceback" not in stranger.stderr
+        assert f"error: data.store_dir={shared / 'stores'}: " in stranger.stderr
+        assert "paths.output_dir" not in stranger.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
