@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import FollowRunFolder, ResumeCheckpoint, TrainingTokens
+from .callbacks.resume import wait_for_launched_ranks
 from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
@@ -147,7 +148,7 @@ def _fit_and_test(
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         start = time.perf_counter()
-        with _sigterm_exits_nonzero("before training started (no checkpoint)"):
+        with _sigterm_exits_nonzero("before training started (no checkpoint)"), _launched_ranks_end_first():
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
         tokens = next(c for c in trainer.callbacks if isinstance(c, TrainingTokens)).total(trainer)
@@ -182,6 +183,17 @@ def _sigterm_exits_nonzero(when: str) -> Iterator[None]:
         yield
     except SIGTERMException:
         raise RunInterrupted(f"SIGTERM received {when}", signal.SIGTERM) from None
+
+
+@contextmanager
+def _launched_ranks_end_first() -> Iterator[None]:
+    """On a signal, the ranks this process launched (DDP) have stopped with it: wait until they have exited, so that
+    this process ends last and its status (143) is the run's."""
+    try:
+        yield
+    except RunInterrupted:
+        wait_for_launched_ranks()
+        raise
 
 
 def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig, callbacks: list[L.Callback]) -> Path | None:

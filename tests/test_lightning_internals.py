@@ -21,7 +21,9 @@ from .conftest import REPO
 @pytest.fixture(scope="module")
 def owners() -> dict:
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    return {"trainer": trainer, "metric": MeanMetric(), "progress_bar": RichProgressBar()}
+    ddp_trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=2, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False)  # builds the launcher; starts no process before fit
+    return {"trainer": trainer, "ddp_trainer": ddp_trainer, "metric": MeanMetric(), "progress_bar": RichProgressBar()}
 
 
 @pytest.mark.parametrize("private", PRIVATE_NAMES, ids=[f"{p.owner}.{p.name}" for p in PRIVATE_NAMES])
@@ -44,6 +46,8 @@ def test_the_adapter_reads_a_fresh_trainer_and_metric(owners):
     metric.update(4.0)
     assert lightning_internals.metric_update_count(metric) == 2 and float(metric.compute()) == 3.0
     lightning_internals.set_metric_update_count(metric, 5)
+    assert lightning_internals.launched_processes(trainer) == []  # one process: no launcher
+    assert lightning_internals.launched_processes(owners["ddp_trainer"]) is owners["ddp_trainer"].strategy.launcher.procs
     assert lightning_internals.metric_update_count(metric) == 5 and metric._computed is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import subprocess
 import threading
 from pathlib import Path
 from types import FrameType
@@ -22,6 +23,7 @@ from ..utils.entry import RunInterrupted
 from ..utils.lightning_internals import (
     batch_ends_an_accumulation,
     epoch_batches_done,
+    launched_processes,
     metric_update_count,
     set_metric_update_count,
     validation_due,
@@ -54,6 +56,15 @@ class ResumeCheckpoint(Checkpoint):
     without a checkpoint (same exit status). A SIGKILL cannot be caught: the run resumes from the latest periodic
     checkpoint.
 
+    With several processes (DDP) the signal handler only notes the signal; the processes agree on it after every
+    training batch, all at the same point, with one ``all_reduce`` (max) of the signal number through the strategy
+    (``Strategy.reduce``, as Lightning's ``EarlyStopping`` agrees on ``should_stop``). A signal that reached one rank
+    only (the launcher, or rank 1), whatever collective that rank was in (a validation, a checkpoint, an epoch's end),
+    therefore stops every rank after the same step: all save together (rank 0 writes) and all raise
+    :class:`~seq2seq_lit.utils.entry.RunInterrupted`. The launching process then waits for the ranks it started
+    (:func:`wait_for_launched_ranks`), so that its exit means the whole run has ended. A second signal on the
+    launcher kills the ranks it started (SIGKILL) before it stops.
+
     Args:
         dirpath: folder of the checkpoint.
         every_n_train_steps: save after every this many optimizer steps; 0 saves only on a signal and at the end.
@@ -70,8 +81,10 @@ class ResumeCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
         self.filename = filename
         self.saved_step = 0
-        self._signal: int | None = None
+        self._signal: int | None = None  # the signal this process received (set by the handler)
+        self._agreed: int | None = None  # the signal every rank stops on (after the per-batch agreement)
         self._stop_pending = False
+        self._trainer: L.Trainer | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._restored: dict[str, Any] | None = None
         self._module: L.LightningModule | None = None
@@ -89,17 +102,22 @@ class ResumeCheckpoint(Checkpoint):
             _set_rng_states(_rank_rng_state(self._restored["rng"], trainer))
             _set_metric_states(pl_module, self._restored["metrics"])
             self._restored = None
+        self._trainer = trainer
         self._install_signal_handlers()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self._agreed is None:
+            self._agreed = _agreed_signal(trainer, self._signal)
         n = self.every_n_train_steps
         due = n > 0 and trainer.global_step // n > self.saved_step // n
-        if not (due or self._signal is not None) or not self._resumable_here(trainer):
+        if not (due or self._agreed is not None) or not self._resumable_here(trainer):
             return
         self._save(trainer)
-        self._stop_pending = self._signal is not None
+        self._stop_pending = self._agreed is not None
+        if self._stop_pending:
+            take_launched_ranks(trainer)  # they exit 143 like this one: not a crash for Lightning's process observer
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._stop_pending:  # stop here rather than right after saving, so that the loggers got the last step
@@ -122,9 +140,12 @@ class ResumeCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_signal_handlers()
+        if self._agreed is None:  # a signal during the last step: every rank must know, or one would go on testing
+            self._agreed = _agreed_signal(trainer, self._signal)
         if not trainer.fast_dev_run:
             self._save(trainer)
-        if self._signal is not None:
+        if self._agreed is not None:
+            take_launched_ranks(trainer)
             self._stop(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -148,17 +169,19 @@ class ResumeCheckpoint(Checkpoint):
         log.info("saved %s at step %d", self.path, trainer.global_step)
 
     def _stop(self, trainer: L.Trainer) -> None:
-        name = signal.Signals(self._signal).name
+        assert self._agreed is not None
+        name = signal.Signals(self._agreed).name
+        rank = f" (rank {trainer.global_rank})" if trainer.world_size > 1 else ""
         raise RunInterrupted(
-            f"{name} received: saved {self.path} at step {trainer.global_step}. Resume with the same overrides plus "
-            f"ckpt_path={self.path} (or ckpt_path=last hydra.run.dir={trainer.default_root_dir})",
-            self._signal,
+            f"{name} received{rank}: saved {self.path} at step {trainer.global_step}. Resume with the same overrides "
+            f"plus ckpt_path={self.path} (or ckpt_path=last hydra.run.dir={trainer.default_root_dir})",
+            self._agreed,
         )
 
     # -- signals -----------------------------------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
-        self._signal, self._stop_pending = None, False
+        self._signal, self._agreed, self._stop_pending = None, None, False
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in SIGNALS:
@@ -172,6 +195,9 @@ class ResumeCheckpoint(Checkpoint):
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._signal is not None:  # a second signal: stop at once, without a checkpoint (exit 128 + signum)
+            if self._trainer is not None:  # the ranks this process started would wait for it in a collective
+                for proc in take_launched_ranks(self._trainer):
+                    proc.kill()
             raise RunInterrupted(
                 f"{signal.Signals(signum).name} received again: stopped at once, without saving a checkpoint. Resume "
                 f"from the last one saved, {self.path} (ckpt_path=last), if there is one", signum,
@@ -193,6 +219,48 @@ class ResumeCheckpoint(Checkpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict  # applied in on_train_start, after Lightning's set-up has used random numbers
+
+
+def _agreed_signal(trainer: L.Trainer, received: int | None) -> int | None:
+    """The signal every rank stops on: the largest one any rank received (SIGTERM 15 over SIGINT 2), None if none.
+
+    A collective: every rank calls it at the same point (after each training batch, and when training ends). With
+    one process it is ``received``.
+    """
+    if trainer.world_size == 1:
+        return received
+    mine = torch.tensor(received or 0, device=trainer.strategy.root_device)
+    agreed = int(trainer.strategy.reduce(mine, reduce_op="max").item())
+    return agreed or None
+
+
+def take_launched_ranks(trainer: L.Trainer) -> list[subprocess.Popen]:
+    """The processes of the other ranks that this process started (Lightning's ``ddp`` launcher on rank 0), taken
+    from Lightning's process observer, which would otherwise read their exit status 143 after a signal as a crash
+    and SIGKILL this process before it exits with its own 143. Empty where the ranks were started by something else
+    (torchrun, SLURM) or on a later call."""
+    launched = launched_processes(trainer)
+    taken, launched[:] = list(launched), []
+    _TAKEN.extend(taken)
+    return taken
+
+
+_TAKEN: list[subprocess.Popen] = []
+
+
+def wait_for_launched_ranks(timeout: float = 60.0) -> None:
+    """Wait for the ranks taken by :func:`take_launched_ranks` to exit, logging each one's exit status, so that this
+    process ends after the whole run; kill any still running after ``timeout`` seconds (it would hang in a
+    collective with no peer)."""
+    while _TAKEN:
+        proc = _TAKEN.pop()
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+            log.warning("a training process (pid %d) had not exited %.0f s after the stop: killed it", proc.pid, timeout)
+        log.info("training process %d exited with status %d", proc.pid, status if status >= 0 else 128 - status)
 
 
 def _rng_states() -> dict[str, Any]:

@@ -24,17 +24,21 @@ N is the number of pairs of a split.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +61,8 @@ from seq2seq_lit.data.tokenizer import (
     sample_positions,
 )
 from seq2seq_lit.data.word_cache import WordCache
-from seq2seq_lit.errors import DataError
+from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.utils.full_disk import as_full_disk_error
 from seq2seq_lit.utils.output_guard import check_output_dir
 
 log = logging.getLogger(__name__)
@@ -227,6 +232,8 @@ class CorpusStore:
                     "tgt_vocabulary": tok["tgt_vocabulary"],
                 }
             )
+        except PermissionError:
+            raise  # another user's store this user may not read: not damaged (open_store says what to do)
         except (OSError, ValueError, KeyError, TypeError, DataError) as e:
             raise DamagedStore(f"{type(e).__name__}: {e}") from None
         store = cls(path, manifest, tokenizers)
@@ -264,19 +271,20 @@ def open_store(
     key, material = store_key(files, tokenizer_settings, max_length, tokenizers, hash_files)
     root = check_output_dir("data.store_dir", store_dir, (), fix="pass data.store_dir=<a folder> for the corpus stores")
     path = root / key
-    try:
-        return CorpusStore.open(path, verify)
-    except FileNotFoundError:
-        pass
-    except DamagedStore as e:
-        log.warning("corpus store %s is damaged (%s); building it again", path, e)
-    root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / f".{key}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("another process is building the corpus store %s; waiting for it", path)
-        lock.acquire()
+    with _store_dir_access(root, path):
+        try:
+            return CorpusStore.open(path, verify)
+        except FileNotFoundError:
+            pass
+        except DamagedStore as e:
+            log.warning("corpus store %s is damaged (%s); building it again", path, e)
+        root.mkdir(parents=True, exist_ok=True)  # 0o777 less the umask, as every folder of the store
+        lock = FileLock(str(root / f".{key}.lock"), mode=SHARED_FILE_MODE & ~_umask())
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another process is building the corpus store %s; waiting for it", path)
+            lock.acquire()
     try:
         try:
             return CorpusStore.open(path, verify)  # built by the process we waited for
@@ -286,7 +294,9 @@ def open_store(
             log.warning("corpus store %s is damaged (%s); building it again", path, e)
         for stale in root.glob(f".{key}.tmp-*"):  # left by a killed build (we hold the lock: nobody is writing it)
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+        with _store_dir_access(root, path):
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+            tmp.chmod(SHARED_FOLDER_MODE & ~_umask())  # mkdtemp's 0o700 would hide the store from the group
         try:
             build_store(tmp, files, tokenizer_settings, max_length, tokenizers, material, progress)
             if path.exists():  # the damaged one: out of the way first (a folder cannot be replaced atomically)
@@ -294,7 +304,10 @@ def open_store(
             tmp.rename(path)
             _fsync_dir(root)
         except OSError as e:
+            full = as_full_disk_error(e, path)  # numpy's short write is OSError(None): tell while the disk is full
             shutil.rmtree(tmp, ignore_errors=True)
+            if full is not None:
+                raise full from e
             if e.filename is None:  # name the store, so that a full disk says which disk (utils.entry's message)
                 raise OSError(e.errno, e.strerror, str(path)) from e
             raise
@@ -304,6 +317,40 @@ def open_store(
     finally:
         lock.release()
     return CorpusStore.open(path)
+
+
+SHARED_FOLDER_MODE = 0o777
+SHARED_FILE_MODE = 0o666
+"""The modes a store's folders and lock file are created with, less the umask (as ``mkdir`` and ``open`` do for its
+other files): a cache shared by a group (umask 002, or a setgid folder) is readable and writable by the group."""
+
+
+def _umask() -> int:
+    """This process' umask (read from /proc where it can be, since setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _store_dir_access(root: Path, path: Path) -> Iterator[None]:
+    """Turn a permission error on the store folder ``root`` (another user's store or lock, a read-only cache) into a
+    :class:`~seq2seq_lit.errors.ConfigError` naming ``data.store_dir``, the key that chose the folder."""
+    try:
+        yield
+    except PermissionError as e:
+        what = e.filename or path
+        raise ConfigError(
+            f"data.store_dir={root}: {what} cannot be used ({e.strerror}); the corpus store {path.name} is "
+            f"probably another user's. Fix: ask its owner to make the folder group-readable and -writable (chmod -R "
+            f"g+rwX {root}; build shared stores with umask 002), or pass data.store_dir=<a folder of yours>"
+        ) from None
 
 
 def build_store(
@@ -523,11 +570,16 @@ def _encoded_chunks(
         return
     # fork: the workers start in milliseconds with the encoders already loaded, and use nothing but sentencepiece and
     # numpy (no torch, no threads of the parent), so the parent's other threads do not matter.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders,)
-    )
+    # Forked with SIGINT blocked, a worker ignores it from its first instruction on (its initializer then unblocks
+    # it): a Ctrl+C while it starts would end it in a KeyboardInterrupt traceback. This process gets it on unblocking.
+    pool: ProcessPoolExecutor | None = None
     pending: deque[list[Future[Encoded]]] = deque()
     try:
+        with _sigint_blocked():  # a Ctrl+C meanwhile is raised when this block ends: the pool is shut down below
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(encoders, os.getpid())
+            )
+            pool.submit(int)  # starts the workers now (the fork context starts them all at the first task)
         for chunk in chunks:
             pending.append([pool.submit(_encode_in_worker, side, lines, dtype) for side, lines in enumerate(chunk)])
             if len(pending) >= workers:
@@ -535,7 +587,8 @@ def _encoded_chunks(
         while pending:
             yield tuple(f.result() for f in pending.popleft())  # type: ignore[misc]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode(encoder: Encoder, lines: list[str], dtype: str, num_threads: int | None) -> Encoded:
@@ -546,9 +599,42 @@ def _encode(encoder: Encoder, lines: list[str], dtype: str, num_threads: int | N
 _worker_encoders: tuple[Encoder, Encoder] | None = None
 
 
-def _init_worker(encoders: tuple[Encoder, Encoder]) -> None:
+def _init_worker(encoders: tuple[Encoder, Encoder], parent: int) -> None:
+    """Set up an encoding worker: it dies with the process that started it (killed with SIGKILL or SIGTERM, it could
+    not shut the pool down, and a worker blocked writing its result to the pipe would live on, holding its memory),
+    and it ignores SIGINT (Ctrl+C reaches the whole process group: the parent stops the pool, without a traceback
+    from each worker)."""
     global _worker_encoders
     _worker_encoders = encoders
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while it forked this one
+    die_with_parent(parent)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread (a Ctrl+C stays pending until the block ends); processes forked meanwhile start
+    with it blocked."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the thread that started it ends (Linux ``PR_SET_PDEATHSIG``); exit
+    at once if ``parent`` has already gone. Elsewhere a no-op: the pool's own shutdown is all there is."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _encode_in_worker(side: int, lines: list[str], dtype: str) -> Encoded:

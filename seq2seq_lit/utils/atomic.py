@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .full_disk import as_full_disk_error
+
 log = logging.getLogger(__name__)
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
@@ -44,8 +46,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, make_parents:
             error, as for a user's output path (see :func:`~seq2seq_lit.utils.output_guard.check_output_path`).
 
     Raises:
-        OSError: the folder is missing or not writable, or the disk is full (its ``filename`` is ``path``); the old
-            file, if any, is unchanged and no temporary file is left.
+        OSError: the folder is missing or not writable, or the disk is full (its ``filename`` is ``path``; a full
+            disk is ENOSPC even where the writer reported it otherwise, see
+            :func:`~seq2seq_lit.utils.full_disk.as_full_disk_error`); the old file, if any, is unchanged and no
+            temporary file is left.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r}: atomic_open writes a whole file, mode 'w' or 'wb'")
@@ -59,9 +63,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, make_parents:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
+        full = as_full_disk_error(e, path)  # before the temporary file is removed: the disk as the write found it
         tmp.unlink(missing_ok=True)
-        if e.filename in (None, str(tmp)):  # a full disk on write() names no file: name the target
+        if full is not None:  # also torch.save's RuntimeError and numpy's errno-less OSError on a full disk
+            raise full from e
+        if isinstance(e, OSError) and e.filename in (None, str(tmp)):  # write() names no file: name the target
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     except BaseException:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
+import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -65,7 +68,9 @@ _task_started = False
 
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task(cfg)``; on a user error (see the module's docstring), log and print its message (no traceback) and
-    exit 2; on :class:`RunInterrupted`, print its message and exit ``128 + signum``.
+    exit 2; on :class:`RunInterrupted`, print its message and exit ``128 + signum``; on a SIGINT that nothing else
+    handled (``KeyboardInterrupt``), print one line and exit 130; when the reader of a piped stdout has gone
+    (``BrokenPipeError``, e.g. ``s2s-translate ... | head -1``), exit 141 without a word, as shell tools do.
 
     Hydra wraps an error raised while instantiating a config in an ``InstantiationException``; the user error is
     found in its chain of causes.
@@ -78,6 +83,16 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         log.warning("%s", exc)
         print(f"interrupted: {exc}", file=sys.stderr)
         sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:  # SIGINT where no handler of ours saves anything (prepare, translate, evaluate, ...)
+        message = "SIGINT (Ctrl+C) received: stopped; every file is written whole or not at all, so none was left half-written"
+        log.warning("%s", message)
+        print(f"interrupted: {message}", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except BrokenPipeError as exc:
+        if exc.filename is not None or not _stdout_is_a_pipe():
+            raise
+        _quiet_closed_stdout()
+        sys.exit(128 + signal.SIGPIPE)
     except Exception as exc:
         err = user_error(exc)
         if err is None:
@@ -85,6 +100,22 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _stdout_is_a_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _quiet_closed_stdout() -> None:
+    """The reader of stdout has gone (``| head -1``): what follows is quiet, as for a shell tool killed by SIGPIPE
+    (exit 141). stdout is pointed at /dev/null so that Python's flush at exit does not report the same broken pipe
+    again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def user_error(exc: BaseException) -> Seq2SeqError | None:

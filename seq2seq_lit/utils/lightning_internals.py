@@ -9,6 +9,7 @@ restore a metric's update count. Each function below reads or writes one private
 
 from __future__ import annotations
 
+import subprocess
 from typing import NamedTuple
 
 import lightning as L
@@ -31,6 +32,7 @@ PRIVATE_NAMES = (
     PrivateName("trainer.fit_loop", "_data_fetcher", "validation_due"),
     PrivateName("trainer", "_accelerator_connector", "replaces_samplers"),
     PrivateName("trainer._accelerator_connector", "use_distributed_sampler", "replaces_samplers"),
+    PrivateName("ddp_trainer.strategy.launcher", "procs", "launched_processes"),
     PrivateName("metric", "_update_count", "metric_update_count, set_metric_update_count"),
     PrivateName("metric", "_computed", "set_metric_update_count"),
     PrivateName("progress_bar", "_get_train_description", "RunProgressBar"),
@@ -55,6 +57,16 @@ def validation_due(trainer: L.Trainer) -> bool:
 def replaces_samplers(trainer: L.Trainer) -> bool:
     """Whether Lightning wraps the dataloaders' samplers in a ``DistributedSampler`` (``use_distributed_sampler``)."""
     return trainer._accelerator_connector.use_distributed_sampler
+
+
+def launched_processes(trainer: L.Trainer) -> list[subprocess.Popen]:
+    """The processes of the other ranks that Lightning's ``ddp`` launcher started from this one (rank 0), as the very
+    list that Lightning's child-process observer (``_ChildProcessObserver``, started with it) polls: removing a
+    process from it takes that process out of the observer's watch. An empty list where there is no such launcher
+    (one process, torchrun, SLURM)."""
+    launcher = trainer.strategy.launcher
+    procs = getattr(launcher, "procs", None) if launcher is not None else None
+    return procs if isinstance(procs, list) else []
 
 
 def metric_update_count(metric: Metric) -> int:
