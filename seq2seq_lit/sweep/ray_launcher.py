@@ -2,16 +2,17 @@
 at once on N GPUs (Ray gives each its own ``CUDA_VISIBLE_DEVICES``) and the next trial takes the first GPU that
 frees; the same command runs on a Ray cluster (``hydra.launcher.ray.init.address=HOST:PORT``).
 
-Built on the Hydra Ray launcher (pip ``hydra-ray-launcher``, extra ``sweeps``), whose launcher this one extends:
+Built on Ray and the Hydra Ray launcher's config schema (pip ``hydra-ray-launcher``, extra ``sweeps``), it runs each
+job as that launcher does (``run_job`` in a Ray task), and adds:
 
 - a trial asks for ``trainer.devices`` GPUs when ``trainer.accelerator`` is ``gpu``/``cuda`` (or ``auto`` on a
-  cluster with GPUs), else ``cpus_per_trial`` CPUs;
+  cluster with GPUs), and ``ray.remote.num_cpus`` CPUs;
 - a trial's error (a ``SystemExit`` included, which would kill the Ray worker and be retried as a crash) is recorded
   in its folder (``trial.json``) and the sweep goes on (:mod:`seq2seq_lit.sweep.trials`);
 - Ctrl+C or SIGTERM on the driver asks every running trial to stop (``ray.cancel``, a ``KeyboardInterrupt`` in the
   worker, which ``ResumeCheckpoint`` turns into a ``last.ckpt`` at the end of the current step) and waits up to
-  ``stop_timeout_s`` for them; running the same command again skips finished trials and resumes the others;
-- the driver's ``SEQ2SEQ_*`` and ``WANDB_*`` variables (``env_from_driver``) are given to the workers through
+  ``STOP_TIMEOUT_S`` for them; running the same command again skips finished trials and resumes the others;
+- the driver's ``SEQ2SEQ_*`` and ``WANDB_*`` variables (``ENV_FROM_DRIVER``) are given to the workers through
   ``runtime_env.env_vars``: a cluster's workers do not inherit the driver's environment.
 """
 
@@ -30,7 +31,6 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
@@ -39,30 +39,30 @@ from .trials import Trial, error_line, finished_return, plan_trial, recorded, wr
 log = logging.getLogger(__name__)
 
 
-class RayTrialLauncher(RayLauncher):
-    """The launcher of ``seq2seq_lit/conf/hydra/launcher/ray.yaml``.
+ENV_FROM_DRIVER = ("SEQ2SEQ_*", "WANDB_*")
+"""The driver's environment variables given to every trial (``fnmatch`` patterns): the data and cache folders, W&B's
+mode, project and key."""
+STOP_TIMEOUT_S = 300.0
+"""On Ctrl+C/SIGTERM, how long the driver waits for the running trials to save ``last.ckpt`` (a training step and a
+checkpoint; a trial still in its data preparation or test stops without one)."""
+
+
+class RayTrials:
+    """What ``hydra_plugins.seq2seq_lit_sweep.ray_trials.RayTrialLauncher`` (the class Hydra instantiates: a
+    launcher must be defined in the ``hydra_plugins`` package) does, kept here so that importing the plugin, which
+    Hydra does on every start, imports neither Ray nor the Ray plugin.
 
     Args:
-        ray: ``init`` (keyword arguments of ``ray.init``) and ``remote`` (of ``ray.remote``: ``max_retries``, ...).
-        cpus_per_trial: CPUs a trial asks for when it does not run on GPUs (Ray also sets ``OMP_NUM_THREADS`` to it).
-        env_from_driver: names or ``fnmatch`` patterns of the driver's environment variables given to every trial.
-        stop_timeout_s: on Ctrl+C/SIGTERM, how long the driver waits for the running trials to save ``last.ckpt``.
-        dedup_logs: Ray's merging of identical log lines from different workers (off: each trial's lines are its own).
+        ray: ``init`` (keyword arguments of ``ray.init``) and ``remote`` (of ``ray.remote``: ``num_cpus`` a trial
+            takes, ``max_retries``, ...). The keys are those of the plugin's schema (``RayLauncherConf``), which
+            Hydra matches to the config file of the same name.
     """
 
-    def __init__(
-        self,
-        ray: DictConfig,
-        cpus_per_trial: float = 1,
-        env_from_driver: Sequence[str] = ("SEQ2SEQ_*", "WANDB_*"),
-        stop_timeout_s: float = 120,
-        dedup_logs: bool = False,
-    ) -> None:
-        super().__init__(ray=ray)
-        self.cpus_per_trial = cpus_per_trial
-        self.env_from_driver = list(env_from_driver)
-        self.stop_timeout_s = stop_timeout_s
-        self.dedup_logs = dedup_logs
+    def __init__(self, ray: DictConfig) -> None:
+        self.ray_cfg = ray
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import ray
@@ -103,19 +103,19 @@ class RayTrialLauncher(RayLauncher):
     def _start_ray(self) -> None:
         import ray
 
-        if not self.dedup_logs:
-            os.environ["RAY_DEDUP_LOGS"] = "0"  # read by the driver's log monitor when Ray starts
+        # each trial's log lines shown as they are, not merged across workers (read by the driver when Ray starts)
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         if ray.is_initialized():
             return
         init = OmegaConf.to_container(self.ray_cfg.init, resolve=True) or {}
-        env = {k: v for k, v in os.environ.items() if any(fnmatch.fnmatchcase(k, p) for p in self.env_from_driver)}
+        env = {k: v for k, v in os.environ.items() if any(fnmatch.fnmatchcase(k, p) for p in ENV_FROM_DRIVER)}
         runtime_env = dict(init.pop("runtime_env", None) or {})
         runtime_env["env_vars"] = {**env, **{k: str(v) for k, v in (runtime_env.get("env_vars") or {}).items() if v is not None}}
         log.info("Starting Ray: %s (env for the trials: %s)", init, sorted(runtime_env["env_vars"]))
         ray.init(**init, runtime_env=runtime_env)
 
     def _resources(self, cfg: DictConfig) -> dict[str, float]:
-        """``num_gpus`` = ``trainer.devices`` for a trial on GPUs, else ``num_cpus`` = ``cpus_per_trial``.
+        """``num_gpus`` = ``trainer.devices`` for a trial on GPUs, else 0 (``num_cpus`` comes from ``ray.remote``).
 
         Raises:
             ConfigError: a GPU trial whose ``trainer.devices`` is not a count or list of devices (``auto``, -1): Ray
@@ -126,7 +126,7 @@ class RayTrialLauncher(RayLauncher):
         accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
         on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
         if not on_gpu:
-            return {"num_cpus": self.cpus_per_trial, "num_gpus": 0}
+            return {"num_gpus": 0}
         devices = OmegaConf.select(cfg, "trainer.devices")
         if isinstance(devices, int) and devices > 0:
             count = devices
@@ -137,7 +137,7 @@ class RayTrialLauncher(RayLauncher):
                 f"hydra/launcher=ray: trainer.devices={devices} on GPUs: Ray must know how many GPUs a trial takes. "
                 f"Fix: trainer.devices=N (a count; Ray chooses which GPUs and sets CUDA_VISIBLE_DEVICES)"
             )
-        return {"num_gpus": count, "num_cpus": self.cpus_per_trial}
+        return {"num_gpus": count}
 
     def _collect(self, ref: Any, trial: Trial) -> JobReturn:
         """The trial's :class:`JobReturn`; a Ray-level failure (the worker died: out of memory, killed) becomes a
@@ -157,15 +157,15 @@ class RayTrialLauncher(RayLauncher):
         import ray
 
         log.warning("Interrupted: stopping %d unfinished trials (each saves checkpoints/last.ckpt; waiting up to %.0f s). "
-                    "Run the same command again to finish the sweep.", len(pending), self.stop_timeout_s)
+                    "Run the same command again to finish the sweep.", len(pending), STOP_TIMEOUT_S)
         for ref in pending:
             ray.cancel(ref)  # a KeyboardInterrupt in a running task; a task not started yet never starts
-        deadline = time.monotonic() + self.stop_timeout_s
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         left = list(pending)
         while left and time.monotonic() < deadline:
             _, left = ray.wait(left, num_returns=len(left), timeout=max(0.0, deadline - time.monotonic()))
         for ref in left:
-            log.error("trial %s did not stop within %.0f s", running[ref].trial_dir, self.stop_timeout_s)
+            log.error("trial %s did not stop within %.0f s", running[ref].trial_dir, STOP_TIMEOUT_S)
 
 
 def _run_trial(hydra_context: HydraContext, sweep_config: DictConfig, task_function: TaskFunction, singleton_state: dict) -> JobReturn:

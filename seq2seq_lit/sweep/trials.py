@@ -98,7 +98,13 @@ def finished_return(trial_dir: Path, overrides: Sequence[str], optimized_metric:
 
 
 def error_line(exc: BaseException) -> str:
-    """One line saying why a trial failed: the exception's type and message, its first line."""
+    """One line saying why a trial failed: the type and first message line of the innermost cause of ``exc`` (Hydra
+    wraps an error raised while instantiating in an ``InstantiationException`` whose own first line names only the
+    class), e.g. ``ValueError: dropout probability has to be between 0 and 1, but got 1.5``."""
+    seen = {id(exc)}
+    while (cause := exc.__cause__ or exc.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        exc = cause
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 

@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,6 +55,10 @@ def launch_dir() -> str:
         return str(HydraConfig.get().runtime.cwd)
     return os.getcwd()
 
+
+# seq2seq_lit/conf/hydra/launcher/ray.yaml is meant to be checked against the Ray plugin's schema of the same name
+# (its keys are the plugin's); Hydra warns twice on every start that this matching by name is deprecated.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema", category=UserWarning)
 
 if not OmegaConf.has_resolver("s2s_config_subdir"):  # used by seq2seq_lit/conf/hydra/default.yaml
     OmegaConf.register_new_resolver("s2s_config_subdir", config_subdir)
