@@ -34,7 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
-from .trials import Trial, error_line, finished_return, plan_trial, recorded, write_record
+from .trials import Trial, TrialsFailed, error_line, finished_return, plan_trial, recorded, report, write_record
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class RayTrials:
                         returns[running[ref].num] = self._collect(ref, running[ref])
             except KeyboardInterrupt:
                 self._stop(pending, running)
-                raise
+                report(sweep_dir, self.config.get("optimized_metric"))
+                raise TrialsFailed("sweep interrupted", 128 + signal.SIGINT) from None
         return [recorded(returns[t.num]) for t in trials]
 
     def _start_ray(self) -> None:

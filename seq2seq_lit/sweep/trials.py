@@ -36,10 +36,11 @@ RESUME_OVERRIDE = "ckpt_path=last"
 
 
 class TrialsFailed(SystemExit):
-    """Some trials of a finished sweep failed (their errors are in the table printed before): exit status 1."""
+    """Some trials of a sweep failed or were stopped (their errors are in the table printed before): exit status 1,
+    or ``code`` (130/143: the sweep was stopped by SIGINT/SIGTERM)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(1)
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(code)
         self.message = message
 
 
@@ -173,16 +174,23 @@ class TrialRecorder(Callback):
             write_record(trial_dir, job_return.overrides or [], status, error=error_line(job_return._return_value))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        if not sweep_dir.is_dir():
-            return
-        rows = read_records(sweep_dir)
-        counts = {s: sum(r["status"] == s for _, r in rows) for s in ("finished", "failed", "stopped")}
-        summary = f"{len(rows)} trials in {sweep_dir}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-        print(f"{format_table(rows, config.get('optimized_metric'))}\n{summary}", file=sys.stderr)
-        log.info("%s", summary)
-        if counts["failed"] or counts["stopped"]:
-            raise TrialsFailed(summary)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_absolute():
+            sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+        if sweep_dir.is_dir() and not report(sweep_dir, config.get("optimized_metric")):
+            raise TrialsFailed(f"some trials in {sweep_dir} did not finish")
+
+
+def report(sweep_dir: Path, metric: str | None) -> bool:
+    """Print (stderr) and log the table of the trials in ``sweep_dir`` and a summary line; True if all finished."""
+    rows = read_records(sweep_dir)
+    counts = {s: sum(r["status"] == s for _, r in rows) for s in ("finished", "failed", "stopped")}
+    summary = f"{len(rows)} trials in {sweep_dir}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if counts["stopped"]:
+        summary += " (run the same command again to resume them)"
+    print(f"{format_table(rows, metric)}\n{summary}", file=sys.stderr)
+    log.info("%s", summary)
+    return len(rows) == counts["finished"]
 
 
 @dataclass
