@@ -152,10 +152,14 @@ def format_table(rows: list[tuple[str, dict[str, Any]]], metric: str | None) -> 
 class TrialRecorder(Callback):
     """Hydra callback (``hydra.callbacks.trials`` in ``seq2seq_lit/conf/hydra/default.yaml``).
 
-    ``on_job_end`` (where the job ran: the driver for the basic launcher, a Ray worker for ``hydra/launcher=ray``)
+    ``on_multirun_start`` creates the sweep folder. ``on_job_end`` (where the job ran: the driver for the basic launcher, a Ray worker for ``hydra/launcher=ray``)
     writes the trial's ``trial.json``. ``on_multirun_end`` (the driver) prints the table of every trial of the sweep
     folder, and ends the command with :class:`TrialsFailed` (exit status 1) if any trial failed or did not finish.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # before the sweeper starts: the Optuna study's SQLite file lives in it
+        _sweep_dir(config).mkdir(parents=True, exist_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -174,11 +178,14 @@ class TrialRecorder(Callback):
             write_record(trial_dir, job_return.overrides or [], status, error=error_line(job_return._return_value))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not sweep_dir.is_absolute():
-            sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+        sweep_dir = _sweep_dir(config)
         if sweep_dir.is_dir() and not report(sweep_dir, config.get("optimized_metric")):
             raise TrialsFailed(f"some trials in {sweep_dir} did not finish")
+
+
+def _sweep_dir(config: DictConfig) -> Path:
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    return sweep_dir if sweep_dir.is_absolute() else Path(str(config.hydra.runtime.cwd)) / sweep_dir
 
 
 def report(sweep_dir: Path, metric: str | None) -> bool:
@@ -224,10 +231,11 @@ def plan_trial(hydra_context: Any, master_config: DictConfig, overrides: Sequenc
             # SLURM_JOB_ID or the like, which a local launcher has not: Hydra's own launchers number them so
             cfg.hydra.job.id = f"job_id_for_{num}"
             cfg.hydra.job.num = num
+            cfg.hydra.sweep.subdir = str(cfg.hydra.sweep.subdir)
         return cfg
 
     sweep_config = fix(sweep_config)
-    trial_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)
+    trial_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)  # resolved here: ${now:...} would differ in a worker
     state = prior_state(trial_dir, overrides)
     if state == "resumable" and RESUME_OVERRIDE not in overrides:
         overrides = [*overrides, RESUME_OVERRIDE]
