@@ -183,7 +183,9 @@ def _run_trial(hydra_context: HydraContext, sweep_config: DictConfig, task_funct
         ret = run_job(hydra_context=hydra_context, task_function=task_function, config=sweep_config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
     except BaseException as exc:  # SystemExit, KeyboardInterrupt outside training: the job's callbacks did not run
-        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        # a run stopped by a signal exits 128 + signum after its last.ckpt (seq2seq_lit.utils.entry.RunInterrupted)
+        stopped = isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code in (130, 143))
+        status = "stopped" if stopped else "failed"
         write_record(trial_dir, overrides, status, error=error_line(exc))
         ret = JobReturn(overrides=overrides, working_dir=str(trial_dir), task_name="train", status=JobStatus.FAILED)
         ret._return_value = exc

@@ -172,10 +172,7 @@ class TrialRecorder(Callback):
             value = job_return.return_value
             write_record(trial_dir, job_return.overrides or [], "finished", value if isinstance(value, (int, float)) else None)
         else:
-            from ..utils.entry import RunInterrupted
-
-            status = "stopped" if isinstance(job_return._return_value, RunInterrupted) else "failed"
-            write_record(trial_dir, job_return.overrides or [], status, error=error_line(job_return._return_value))
+            write_record(trial_dir, job_return.overrides or [], "failed", error=error_line(job_return._return_value))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = _sweep_dir(config)

@@ -86,8 +86,8 @@ _task_started = False
 
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task(cfg)``; on a user error (see the module's docstring), log and print its message (no traceback) and
-    exit 2; on :class:`RunInterrupted`, print its message and exit ``128 + signum``. In a job of a multirun both are
-    raised instead, after the message (see :func:`in_multirun_job`).
+    exit 2 (in a job of a multirun: raise it, after the message, see :func:`in_multirun_job`); on
+    :class:`RunInterrupted`, print its message and exit ``128 + signum``.
 
     Hydra wraps an error raised while instantiating a config in an ``InstantiationException``; the user error is
     found in its chain of causes.
@@ -99,9 +99,7 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except RunInterrupted as exc:
         log.warning("%s", exc)
         print(f"interrupted: {exc}", file=sys.stderr)
-        if in_multirun_job():
-            raise
-        sys.exit(128 + exc.signum)
+        sys.exit(128 + exc.signum)  # in a multirun too: Ctrl+C stops the sweep (a Ray trial records it as stopped)
     except Exception as exc:
         err = user_error(exc)
         if err is None:
@@ -114,8 +112,8 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 
 def in_multirun_job() -> bool:
-    """Whether this is a job of a Hydra multirun (``-m``). Its errors are raised rather than ending the process, so
-    that the launcher records them against that trial and the sweep goes on (a ``SystemExit`` would end a basic
+    """Whether this is a job of a Hydra multirun (``-m``). Its user errors are raised rather than ending the process,
+    so that the launcher records them against that trial and the sweep goes on (a ``SystemExit`` would end a basic
     launcher's whole sweep, and kill a Ray worker, which Ray then reports as a crash)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
