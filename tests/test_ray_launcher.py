@@ -89,3 +89,21 @@ def test_a_failed_trial_fails_alone_and_ctrl_c_then_the_same_command_finishes(re
         resumed = OmegaConf.load(sweep / str(i) / ".hydra" / "attempt-2" / "overrides.yaml")
         assert "ckpt_path=last" in list(resumed)
 
+
+
+@pytest.mark.slow
+def test_with_two_declared_gpus_two_trials_hold_distinct_devices_and_the_third_waits():
+    """bench/sweep_throughput.py's second part: Ray told of 2 GPUs, 3 tasks with the launcher's request for a
+    ``trainer=gpu`` trial (num_gpus=1)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_sweep_throughput", REPO / "bench" / "sweep_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = sorted(bench.declared_gpus(hold=4.0), key=lambda r: r["start"])
+    assert all(r["request"]["num_gpus"] == 1 for r in rows)
+    first, second, third = rows
+    assert {first["CUDA_VISIBLE_DEVICES"], second["CUDA_VISIBLE_DEVICES"]} == {"0", "1"}
+    assert second["start"] < first["end"]  # at once
+    assert third["start"] >= min(first["end"], second["end"]) - 0.5  # waited for a device to free
+    assert third["CUDA_VISIBLE_DEVICES"] in ("0", "1")
