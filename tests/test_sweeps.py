@@ -127,23 +127,34 @@ def test_optuna_search_space_composes_and_builds(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_trial_optuna_multirun_finishes_and_returns_the_metric(reverse_corpus, tmp_path):
+def test_two_trial_optuna_multirun_finishes_returns_the_metric_and_keeps_the_study(reverse_corpus, tmp_path):
+    import optuna
+
     sweep_dir = tmp_path / "optuna"
     fixed = [o for o in TINY if not o.startswith(("model.encoder.", "model.decoder.", "model.dropout", "model.optimizer.lr"))]
     args = [
         "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
         *fixed, *reverse_data_overrides(reverse_corpus), "logger=csv", "trainer.max_steps=20",
         "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "callbacks.attention_heatmaps=null",
-        f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep_dir}",
+        f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep_dir}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "seq2seq_lit.train", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "seq2seq_lit.train", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = [json.loads((sweep_dir / str(i) / "metrics.json").read_text()) for i in range(2)]
-    assert not (sweep_dir / "2").exists()
+    folders = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))  # <start time>_0, <start time>_1
+    assert [f.name.rsplit("_", 1)[1] for f in folders] == ["0", "1"]
+    trials = [json.loads((f / "metrics.json").read_text()) for f in folders]
     results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert isinstance(results.best_value, float) and math.isfinite(results.best_value)
     assert results.best_value == pytest.approx(max(t["val/bleu_best"] for t in trials), abs=1e-3)
     assert set(results.best_params) == {"model.optimizer.lr", "model.dropout", "+hparams_search/hidden", "model/teacher_forcing"}
-    overrides = [OmegaConf.load(sweep_dir / str(i) / ".hydra" / "overrides.yaml") for i in range(2)]
+    overrides = [OmegaConf.load(f / ".hydra" / "overrides.yaml") for f in folders]
     assert all(any(str(o).startswith("+hparams_search/hidden=") for o in trial) for trial in overrides)
+    assert "2 finished, 0 failed, 0 stopped" in result.stderr
+
+    # the same command again continues the study kept in the sweep folder (SQLite), with n_trials=1 more
+    result = subprocess.run([sys.executable, "-m", "seq2seq_lit.train", *args, "hydra.sweeper.n_trials=1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="seq2seq-lit", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert len(list(sweep_dir.glob("*/metrics.json"))) == 3

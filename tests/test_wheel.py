@@ -16,7 +16,8 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow  # builds and installs a wheel: about a minute
 
-SHIPPED = ("seq2seq_lit/conf/train.yaml", "seq2seq_lit/conf/experiment/quickstart.yaml", "seq2seq_lit/conf/model/attention/general.yaml")
+SHIPPED = ("seq2seq_lit/conf/train.yaml", "seq2seq_lit/conf/experiment/quickstart.yaml", "seq2seq_lit/conf/model/attention/general.yaml",
+           "hydra_plugins/seq2seq_lit_sweep/ray_trials.py")  # the launcher class of hydra/launcher=ray
 
 USER_EXPERIMENT = """# @package _global_
 defaults:
@@ -39,6 +40,7 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"  # a copy: building in the checkout would leave build/ and *.egg-info there
     shutil.copytree(REPO / "seq2seq_lit", source / "seq2seq_lit", ignore=shutil.ignore_patterns("__pycache__", "local"))
+    shutil.copytree(REPO / "hydra_plugins", source / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]

@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,8 +45,27 @@ def config_subdir(output_dir: str) -> str:
     return f".hydra/attempt-{n}"
 
 
+def launch_dir() -> str:
+    """The folder the command was started in (``paths.root_dir``): Hydra's ``hydra.runtime.cwd`` inside a job, and
+    the current folder in a multirun's driver, where Hydra resolves ``hydra.sweep.dir`` before any job has set the
+    ``HydraConfig`` that ``${hydra:runtime.cwd}`` reads (it failed there with "HydraConfig was not set"). A job on a
+    Ray worker, whose own current folder may be another, still gets the driver's folder: Hydra recorded it in the
+    job's config when it composed it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.cwd)
+    return os.getcwd()
+
+
+# seq2seq_lit/conf/hydra/launcher/ray.yaml is meant to be checked against the Ray plugin's schema of the same name
+# (its keys are the plugin's); Hydra warns twice on every start that this matching by name is deprecated.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema", category=UserWarning)
+
 if not OmegaConf.has_resolver("s2s_config_subdir"):  # used by seq2seq_lit/conf/hydra/default.yaml
     OmegaConf.register_new_resolver("s2s_config_subdir", config_subdir)
+if not OmegaConf.has_resolver("s2s_launch_dir"):  # used by seq2seq_lit/conf/paths/default.yaml
+    OmegaConf.register_new_resolver("s2s_launch_dir", launch_dir)
 
 
 class RunInterrupted(Exception):
@@ -68,7 +88,8 @@ _task_started = False
 
 def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task(cfg)``; on a user error (see the module's docstring), log and print its message (no traceback) and
-    exit 2; on :class:`RunInterrupted`, print its message and exit ``128 + signum``; on a SIGINT that nothing else
+    exit 2 (in a job of a multirun: raise it, after the message, see :func:`in_multirun_job`); on
+    :class:`RunInterrupted`, print its message and exit ``128 + signum``; on a SIGINT that nothing else
     handled (``KeyboardInterrupt``), print one line and exit 130; when the reader of a piped stdout has gone
     (``BrokenPipeError``, e.g. ``s2s-translate ... | head -1``), exit 141 without a word, as shell tools do.
 
@@ -82,7 +103,7 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except RunInterrupted as exc:
         log.warning("%s", exc)
         print(f"interrupted: {exc}", file=sys.stderr)
-        sys.exit(128 + exc.signum)
+        sys.exit(128 + exc.signum)  # in a multirun too: Ctrl+C stops the sweep (a Ray trial records it as stopped)
     except KeyboardInterrupt:  # SIGINT where no handler of ours saves anything (prepare, translate, evaluate, ...)
         message = "SIGINT (Ctrl+C) received: stopped; every file is written whole or not at all, so none was left half-written"
         log.warning("%s", message)
@@ -99,6 +120,8 @@ def run_entry_point(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
+        if in_multirun_job():
+            raise err from exc
         sys.exit(2)
 
 
@@ -116,6 +139,16 @@ def _quiet_closed_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def in_multirun_job() -> bool:
+    """Whether this is a job of a Hydra multirun (``-m``). Its user errors are raised rather than ending the process,
+    so that the launcher records them against that trial and the sweep goes on (a ``SystemExit`` would end a basic
+    launcher's whole sweep, and kill a Ray worker, which Ray then reports as a crash)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def user_error(exc: BaseException) -> Seq2SeqError | None:
@@ -158,7 +191,9 @@ def exit_2_on_config_errors(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
         try:
             return hydra_main(*args, **kwargs)
         except SystemExit as exc:
-            if exc.code == 1 and not _task_started:
+            from ..sweep.trials import TrialsFailed  # a sweep that ran and lost trials: its own status 1
+
+            if exc.code == 1 and not _task_started and not isinstance(exc, TrialsFailed):
                 sys.exit(2)
             raise
 
