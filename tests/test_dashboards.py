@@ -94,7 +94,7 @@ def check_tensorboard(logdir: Path, trials: dict[str, dict], command: list[str],
         base = f"http://127.0.0.1:{port}"
         runs = get_json(runs_url)
         for attention in trials:
-            assert any(run.endswith(f"tensorboard/model.attention={attention}") for run in runs), runs
+            assert any(re.search(rf"^\d+/tensorboard/model\.attention={attention}(,|$)", run) for run in runs), runs
         experiment = post_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         assert {"model/attention", "model.encoder.hidden_size", "model.optimizer.lr"} <= {h["name"] for h in experiment["hparamInfos"]}
         assert set(TB_METRICS) <= {m["name"]["tag"] for m in experiment["metricInfos"]}
@@ -107,7 +107,7 @@ def check_tensorboard(logdir: Path, trials: dict[str, dict], command: list[str],
             values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
             for key in TB_METRICS:
                 assert values[key] == pytest.approx(metrics[key], abs=1e-3), key
-        png = screenshot(f"{base}/#hparams", tmp_path / f"{name}.png", tmp_path / "chromium-tb")
+        png = screenshot(f"{base}/#hparams", tmp_path / f"{name}.png", tmp_path / "chromium-tb", size=(1800, 700))
     assert distinct_colours(png) > 50, "the HPARAMS tab's screenshot is blank"
     save_screenshot(png, os.environ.get("SEQ2SEQ_SCREENSHOT_DIR"))
 
@@ -115,7 +115,7 @@ def check_tensorboard(logdir: Path, trials: dict[str, dict], command: list[str],
 def check_mlflow(experiment_name: str, trials: dict[str, dict], command: list[str], cwd: Path, tmp_path: Path, name: str) -> None:
     """``mlflow ui``: the sweep is one experiment whose runs are named by their overrides, with the resolved config
     as params, the final metrics, and heatmaps and translation tables as artifacts (the REST API); then a screenshot
-    of the runs compared side by side."""
+    of the experiment's charts, the runs side by side."""
     port = free_port()
     command = [*command, "--host", "127.0.0.1", "--port", str(port)]
     with server(command, f"http://127.0.0.1:{port}/health", cwd, tmp_path / "mlflow.log") as _:
@@ -139,9 +139,9 @@ def check_mlflow(experiment_name: str, trials: dict[str, dict], command: list[st
             assert files and files[-1]["path"].endswith(".json"), files
             heatmaps = get_json(f"{api}/artifacts/list?run_id={run_id}&path=val/attention").get("files", [])
             assert heatmaps, "no attention heatmaps among the artifacts"
-        ids = json.dumps([run["info"]["run_id"] for run in runs], separators=(",", ":"))
-        page = f"http://127.0.0.1:{port}/#/compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(json.dumps([experiment['experiment_id']]))}"
-        png = screenshot(page, tmp_path / f"{name}.png", tmp_path / "chromium-mlflow", size=(1600, 1100))
+        # The experiment's chart view: one chart per metric, a point per run, the runs listed by name beside them.
+        page = f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs?compareRunsMode=CHART"
+        png = screenshot(page, tmp_path / f"{name}.png", tmp_path / "chromium-mlflow", size=(1600, 1000))
     assert distinct_colours(png) > 50, "the MLflow screenshot is blank"
     save_screenshot(png, os.environ.get("SEQ2SEQ_SCREENSHOT_DIR"))
 
@@ -153,7 +153,7 @@ def tiny_sweep(reverse_corpus, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dashboards")
     result = run_module(
         "seq2seq_lit.train", "-m", f"model/attention={','.join(ATTENTIONS)}", *TINY, *reverse_data_overrides(reverse_corpus),
-        "logger=[tensorboard,mlflow]", "trainer.max_steps=60", "trainer.val_check_interval=30",
+        "logger=[tensorboard,mlflow]", "trainer.max_steps=60",
         f"paths.log_dir={root}/logs", f"paths.cache_dir={root}/cache", f"hydra.sweep.dir={root}/sweep",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,7 +165,7 @@ def test_a_sweep_in_tensorboard_hparams_and_mlflow_ui(tiny_sweep, tmp_path):
     trials = read_trials(tiny_sweep / "sweep")
     assert sorted(trials) == sorted(ATTENTIONS)
     check_tensorboard(tiny_sweep / "sweep", trials, [str(BIN / "tensorboard"), "--logdir", "sweep"], tiny_sweep, tmp_path, "tensorboard-hparams-reverse")
-    check_mlflow("train/sweep", trials, [str(BIN / "mlflow"), "ui", "--backend-store-uri", "sqlite:///logs/mlflow/mlflow.db"], tiny_sweep, tmp_path, "mlflow-compare-reverse")
+    check_mlflow("train/sweep", trials, [str(BIN / "mlflow"), "ui", "--backend-store-uri", "sqlite:///logs/mlflow/mlflow.db"], tiny_sweep, tmp_path, "mlflow-runs-reverse")
 
 
 def docs_commands(page: Path, heading: str) -> list[str]:
@@ -202,4 +202,4 @@ def test_the_sweep_commands_of_docs_tracking_run_as_written(tmp_path):
         return [str(BIN / words[0].removeprefix(".venv/bin/")), *words[1:]]
 
     check_tensorboard(sweep, trials, argv(tensorboard_cmd), tmp_path, tmp_path, "tensorboard-hparams")
-    check_mlflow("train/attention", trials, argv(mlflow_cmd), tmp_path, tmp_path, "mlflow-compare")
+    check_mlflow("train/attention", trials, argv(mlflow_cmd), tmp_path, tmp_path, "mlflow-runs")

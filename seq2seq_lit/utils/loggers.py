@@ -113,14 +113,16 @@ HPARAM_GROUPS = ("data", "model/encoder", "model/attention", "model/decoder", "m
 HPARAM_KEYS = ("model.embedding_size", "model.encoder.rnn_type", "model.encoder.hidden_size", "model.encoder.num_layers",
                "model.encoder.bidirectional", "model.decoder.hidden_size", "model.dropout", "model.label_smoothing",
                "model.optimizer.lr", "data.batch_size", "trainer.max_steps", "seed")
+# Overrides of how a run logs and shows progress, not what it trains: not hyperparameters.
+NOT_HPARAMS = ("logger", "callbacks", "debug", "trainer.enable_", "trainer.log_every_n_steps")
 
 
 def run_hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
     """What a run's hyperparameters are in a comparison of runs (TensorBoard's HPARAMS table and parallel
     coordinates): the chosen option of each group of :data:`HPARAM_GROUPS` (``model/attention: general``), the
-    resolved values of :data:`HPARAM_KEYS`, and every key the job overrides (:func:`run_overrides`) with its resolved
-    value, so the swept keys of a multirun are columns. Values are booleans, numbers or strings (anything else is
-    written as YAML, e.g. ``null``, ``[10, 20]``)."""
+    resolved values of :data:`HPARAM_KEYS`, and every key the job overrides (:func:`run_overrides`, less
+    :data:`NOT_HPARAMS`) with its resolved value, so the swept keys of a multirun are columns. Values are booleans,
+    numbers or strings (anything else is written as YAML, e.g. ``null``, ``[10, 20]``)."""
     hparams: dict[str, Any] = {}
     try:
         choices = HydraConfig.get().runtime.choices
@@ -132,6 +134,8 @@ def run_hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
     keys = list(HPARAM_KEYS)
     for override in OverridesParser.create().parse_overrides(run_overrides()):
         key = override.key_or_group
+        if key.startswith(NOT_HPARAMS):
+            continue
         if key in choices or override.is_delete():
             hparams[key] = choices.get(key) or override.get_value_element_as_str()
         elif key not in keys:
@@ -345,10 +349,8 @@ def log_summary(loggers: list[Logger], values: Mapping[str, Any], hparams: Mappi
     """Record a run's final values (test metrics, the sacreBLEU signature, the best checkpoint) after testing.
 
     - W&B: the run summary (what the runs table and ``s2s-compare wandb://...`` show);
-    - TensorBoard: an HPARAMS session of ``hparams`` (:func:`run_hparams`) with the numeric values as its metrics, so
-      the HPARAMS tab's table and parallel-coordinates views compare the runs of a sweep; the texts (signature, best
-      checkpoint) under TEXT. Lightning's own ``log_hyperparams`` call at the start has no metrics, and TensorBoard
-      shows no session without them (Lightning #2971, #12494);
+    - TensorBoard: an HPARAMS session of ``hparams`` (:func:`run_hparams`; :func:`write_tensorboard_session`), and
+      the texts (signature, best checkpoint) under TEXT;
     - MLflow: the numeric values as metrics, the texts as tags (the config went in as params at the start);
     - CSV: ``hparams.yaml``.
     """
@@ -360,13 +362,32 @@ def log_summary(loggers: list[Logger], values: Mapping[str, Any], hparams: Mappi
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(values)
         elif isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(dict(hparams or {}), metrics=numbers, step=step)
-            for key, text in texts.items():
-                logger.experiment.add_text(key, text, global_step=step)
-            logger.finalize("success")  # the trainer closed the writer after testing: flush what came after
+            write_tensorboard_session(logger.log_dir, hparams or {}, texts, step)
         elif isinstance(logger, MLFlowLogger):
             logger.log_metrics(numbers, step=step)
             for key, text in texts.items():
                 logger.experiment.set_tag(logger.run_id, key, text[:5000])
         else:
             logger.log_hyperparams(dict(values))
+
+
+def write_tensorboard_session(log_dir: str | Path, hparams: Mapping[str, Any], texts: Mapping[str, str], step: int) -> None:
+    """Make the TensorBoard run in ``log_dir`` a session of TensorBoard's HPARAMS tab with ``hparams`` (booleans,
+    numbers, strings), once the run has ended; write ``texts`` under TEXT at ``step``.
+
+    Only the session's start and end (status success) are written, no experiment summary: TensorBoard then builds
+    the experiment from every session under its ``--logdir``, with each hyperparameter's values across the runs, and
+    lists first the hyperparameters whose values differ (a sweep's swept keys); the metrics are the run's scalars
+    (``test/bleu``, ``test/chrf``, ``val/bleu_best``, ...), their last values. Lightning's ``log_hyperparams`` at the
+    start writes no session (it has no metrics then, and ``default_hp_metric`` is off: Lightning #2971, #12494), and
+    one written with an experiment summary by every run would show only the first run's columns, alphabetically.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    _, session_start, session_end = hparams_summaries(dict(hparams), {})
+    with SummaryWriter(log_dir=str(log_dir)) as writer:  # a new event file beside the run's own: the same run
+        writer.file_writer.add_summary(session_start, step)
+        writer.file_writer.add_summary(session_end, step)
+        for key, text in texts.items():
+            writer.add_text(key, text, global_step=step)
