@@ -107,7 +107,7 @@ def check_tensorboard(logdir: Path, trials: dict[str, dict], command: list[str],
             values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
             for key in TB_METRICS:
                 assert values[key] == pytest.approx(metrics[key], abs=1e-3), key
-        png = screenshot(f"{base}/#hparams", tmp_path / f"{name}.png", tmp_path / "chromium-tb", size=(1800, 700))
+        png = screenshot(f"{base}/#hparams", tmp_path / f"{name}.png", tmp_path / "chromium-tb", size=(2200, 600))
     assert distinct_colours(png) > 50, "the HPARAMS tab's screenshot is blank"
     save_screenshot(png, os.environ.get("SEQ2SEQ_SCREENSHOT_DIR"))
 
