@@ -195,7 +195,7 @@ def test_the_sweep_commands_of_docs_tracking_run_as_written(tmp_path):
     result = run(compare_cmd)
     assert result.returncode == 0, result.stderr[-3000:]
     for attention, metrics in trials.items():
-        assert re.search(rf"│ \d+\s+│ {attention}\s+│ {metrics['test/bleu']:.2f} ", result.stdout), result.stdout
+        assert re.search(rf"│ \d+\s+│ {attention}\s+│\s+{metrics['test/bleu']:.2f} │", result.stdout), result.stdout
 
     def argv(command: str) -> list[str]:
         words = shlex.split(command)
