@@ -72,6 +72,56 @@ def test_mlflow_logger_without_mlflow_says_what_to_install(monkeypatch, tmp_path
         configure_mlflow("mlflow", OmegaConf.create({"_target_": "lightning.pytorch.loggers.MLFlowLogger"}))
 
 
+
+def test_tensorboard_session_holds_the_hparams_and_the_texts_after_the_runs_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+    from torch.utils.tensorboard import SummaryWriter
+
+    from seq2seq_lit.utils.loggers import write_tensorboard_session
+
+    with SummaryWriter(log_dir=str(tmp_path)) as writer:  # the run's own scalars, as Lightning logs them
+        writer.add_scalar("test/bleu", 24.5, global_step=60)
+    write_tensorboard_session(tmp_path, {"model/attention": "general", "model.optimizer.lr": 0.003, "seed": 1},
+                              {"sacrebleu_signature": "nrefs:1|case:mixed"}, step=60)
+    accumulator = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent(metadata.PLUGIN_NAME)
+    assert metadata.EXPERIMENT_TAG not in content  # TensorBoard builds the experiment from all the runs' sessions
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["model/attention"].string_value == "general"
+    assert start.hparams["model.optimizer.lr"].number_value == 0.003 and start.hparams["seed"].number_value == 1
+    end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
+    assert end.status == 1  # STATUS_SUCCESS
+    assert accumulator.Scalars("test/bleu")[-1].value == 24.5
+    (text,) = accumulator.Tensors("sacrebleu_signature/text_summary")
+    assert text.step == 60 and text.tensor_proto.string_val[0].decode() == "nrefs:1|case:mixed"
+
+
+def test_mlflow_gets_heatmaps_and_tables_as_artifacts_and_final_values_as_metrics_and_tags(tmp_path):
+    from lightning.pytorch.loggers import MLFlowLogger
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+
+    from seq2seq_lit.utils.loggers import log_figure, log_summary, log_text_table
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLFlowLogger(experiment_name="e", run_name="model/attention=dot", tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"))
+    fig = Figure()
+    fig.add_subplot().imshow([[0.2, 0.8], [0.9, 0.1]])
+    log_figure([logger], "val/attention/3", fig, step=50)
+    log_text_table([logger], "val/translations", ("index", "source", "hypothesis"), [(0, "a b", "b a"), (1, "c", "c")], step=50)
+    log_summary([logger], {"test/bleu": 24.5, "global_step": 60, "sacrebleu_signature": "nrefs:1|case:mixed", "best_model_path": None})
+
+    client = MlflowClient(uri)
+    run = client.get_run(logger.run_id)
+    assert run.info.run_name == "model/attention=dot"
+    assert run.data.metrics["test/bleu"] == 24.5 and run.data.metrics["global_step"] == 60
+    assert run.data.tags["sacrebleu_signature"] == "nrefs:1|case:mixed" and "best_model_path" not in run.data.tags
+    assert [f.path for f in client.list_artifacts(logger.run_id, "val/attention/3")] == ["val/attention/3/step0000050.png"]
+    table = Path(client.download_artifacts(logger.run_id, "val/translations/step0000050.json", str(tmp_path / "download")))
+    assert json.loads(table.read_text()) == {"columns": ["index", "source", "hypothesis"], "data": [[0, "a b", "b a"], [1, "c", "c"]]}
+
 # ---- a finished sweep in the dashboards ----------------------------------------------------------------------------
 
 
