@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ WANDB_SCHEME = "wandb://"
 @dataclass
 class Run:
     """A run: where it is (a folder, or ``wandb://entity/project/run_id``), its command-line overrides (key -> value),
-    its metrics, and the name shown in the table (the folder's name, or the W&B run id)."""
+    its metrics, and the name shown in the table (the folder relative to the folder above all compared runs, see
+    :func:`name_by_folder`, or the W&B run id)."""
 
     path: Path | str
     overrides: dict[str, str]
@@ -102,7 +104,22 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
                 continue
             if metrics:
                 runs.append(Run(run_dir, parse_overrides(OmegaConf.to_container(OmegaConf.load(overrides_file))), metrics))
-    return sorted(runs, key=lambda run: str(run.path))
+    runs = sorted(runs, key=lambda run: str(run.path))
+    name_by_folder(runs)
+    return runs
+
+
+def name_by_folder(runs: Sequence[Run]) -> None:
+    """Name each local run by its folder relative to the folder that holds them all, so that runs of two multiruns
+    read ``2026-11-21_10-00-00/0``, ``2026-11-21_11-30-00/0`` rather than ``0``, ``0``; a lone run keeps its folder's
+    name. Runs of W&B (``wandb://...``) are left as they are."""
+    folders = [Path(run.path).resolve() for run in runs if isinstance(run.path, Path)]
+    if len(folders) < 2:
+        return
+    common = Path(os.path.commonpath(folders))
+    for run in runs:
+        if isinstance(run.path, Path):
+            run.name = Path(run.path).resolve().relative_to(common).as_posix()
 
 
 def wandb_runs(source: str, filters: Mapping[str, Any] | None = None, api: Any = None) -> list[Run]:

@@ -38,8 +38,8 @@ from .metrics import bleu_signature
 from .preflight import check_options, check_run
 from .utils.atomic import atomic_write_text
 from .utils.entry import CONFIG_DIR, RunInterrupted, exit_2_on_config_errors, run_entry_point
+from .utils.loggers import finish_loggers, instantiate_loggers, log_summary, run_hparams
 from .utils.output_guard import check_run_dir
-from .utils.loggers import finish_loggers, instantiate_loggers, log_summary
 from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 from .utils.summary import print_summary
 
@@ -144,7 +144,8 @@ def _fit_and_test(
 ) -> dict[str, Any]:
     """Fit (unless ``cfg.train`` is false; resuming from ``ckpt_path`` if given), test the best checkpoint (unless
     ``cfg.test`` is false), write ``metrics.json`` (rank zero) and put the final metrics and the sacreBLEU signature
-    into the loggers' run summary."""
+    into the loggers' run summary, with the run's hyperparameters (:func:`~seq2seq_lit.utils.loggers.run_hparams`)
+    for TensorBoard's HPARAMS tab."""
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         start = time.perf_counter()
@@ -171,7 +172,7 @@ def _fit_and_test(
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     final = ("test/", "val/bleu_best", "sacrebleu_signature", "best_model_path", "global_step", "train_")
-    log_summary(loggers, {k: v for k, v in metrics.items() if k.startswith(final)})
+    log_summary(loggers, {k: v for k, v in metrics.items() if k.startswith(final)}, hparams=run_hparams(cfg))
     return metrics
 
 

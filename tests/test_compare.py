@@ -46,6 +46,24 @@ def table_header(out: str) -> list[str]:
     return [cell.strip() for cell in line.strip("┃").split("┃")]
 
 
+
+def test_compare_of_two_multiruns_names_each_row_by_its_run_folder(tmp_path, capsys):
+    first, second = tmp_path / "multiruns" / "2026-11-21_10-00-00", tmp_path / "multiruns" / "2026-11-21_11-30-00"
+    for sweep, steps in ((first, 600), (second, 900)):
+        make_run(sweep / "0", ["model/attention=general", f"trainer.max_steps={steps}"], {"test/bleu": 20.0 + steps / 100})
+        make_run(sweep / "1", ["model/attention=additive", f"trainer.max_steps={steps}"], {"test/bleu": 10.0 + steps / 100})
+    assert main([str(first), str(second), "--metrics", "test/bleu"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert rows == {
+        "2026-11-21_10-00-00/0": ["2026-11-21_10-00-00/0", "general", "600", "26.00"],
+        "2026-11-21_10-00-00/1": ["2026-11-21_10-00-00/1", "additive", "600", "16.00"],
+        "2026-11-21_11-30-00/0": ["2026-11-21_11-30-00/0", "general", "900", "29.00"],
+        "2026-11-21_11-30-00/1": ["2026-11-21_11-30-00/1", "additive", "900", "19.00"],
+    }
+    # One multirun alone keeps the short names; one run alone, its folder's name.
+    assert [run.name for run in find_runs([first])] == ["0", "1"]
+    assert [run.name for run in find_runs([first / "1"])] == ["1"]
+
 @pytest.mark.slow
 def test_compare_three_small_runs_of_a_multirun(reverse_corpus, tmp_path, capsys):
     import subprocess

@@ -1,5 +1,5 @@
-"""Logger set-up, and the image, text-table and run-summary logging that Lightning's loggers do not share one API
-for."""
+"""Logger set-up (names, groups, tags and hyperparameters of a run from its Hydra job), and the image, text-table and
+run-summary logging that Lightning's loggers do not share one API for: W&B, TensorBoard, MLflow and CSV."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from ..errors import ConfigError
 from ..plotting import figure_to_array
 from .atomic import atomic_open
 
@@ -39,15 +42,27 @@ def wandb_api_key_available() -> bool:
         return False
 
 
+# Overrides that say where a run reads and writes, not what it is: left out of run names and hyperparameters.
+PLACE_OVERRIDES = ("paths.", "hydra.", "data.train_", "data.val_", "data.test_", "ckpt_path")
+
+
+def run_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job that change what the run is (``model/attention=dot``), without
+    those that only say where it reads or writes (:data:`PLACE_OVERRIDES`); empty outside Hydra."""
+    return [o for o in job_overrides() if not o.lstrip("+~").startswith(PLACE_OVERRIDES)]
+
+
 def run_name_from_overrides(max_length: int = 128) -> str | None:
     """The command-line overrides of this Hydra job as a run name (``model/attention=dot,trainer.max_steps=600``), so
     that the runs of a multirun are told apart by what they change; None outside Hydra or without overrides."""
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # not running under Hydra
-        return None
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(("paths.", "hydra.", "data.train_", "data.val_", "data.test_"))]
-    return ",".join(kept)[:max_length] or None
+    return ",".join(run_overrides())[:max_length] or None
+
+
+def run_folder_name_from_overrides(max_length: int = 128) -> str | None:
+    """:func:`run_name_from_overrides` as one folder name, ``/`` made ``.`` (``model.attention=dot``): the name of
+    the TensorBoard run folder, which TensorBoard shows as the run's name."""
+    name = run_name_from_overrides(max_length)
+    return name.replace("/", ".") if name else None
 
 
 # Config groups whose choice becomes a W&B tag ("attention:general"), so that runs can be filtered by them.
@@ -91,6 +106,56 @@ def run_tags_from_hydra(tags: Sequence[str] | None = None) -> list[str]:
     return result
 
 
+# The config groups whose choice, and the resolved config keys, that describe a run in TensorBoard's HPARAMS tab
+# besides the job's overrides: the architecture and the training budget.
+HPARAM_GROUPS = ("data", "model/encoder", "model/attention", "model/decoder", "model/teacher_forcing", "model/search",
+                 "model/scheduler", "trainer", "experiment")
+HPARAM_KEYS = ("model.embedding_size", "model.encoder.rnn_type", "model.encoder.hidden_size", "model.encoder.num_layers",
+               "model.encoder.bidirectional", "model.decoder.hidden_size", "model.dropout", "model.label_smoothing",
+               "model.optimizer.lr", "data.batch_size", "trainer.max_steps", "seed")
+# Overrides of how a run logs and shows progress, not what it trains: not hyperparameters.
+NOT_HPARAMS = ("logger", "callbacks", "debug", "trainer.enable_", "trainer.log_every_n_steps")
+
+
+def run_hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
+    """What a run's hyperparameters are in a comparison of runs (TensorBoard's HPARAMS table and parallel
+    coordinates): the chosen option of each group of :data:`HPARAM_GROUPS` (``model/attention: general``), the
+    resolved values of :data:`HPARAM_KEYS`, and every key the job overrides (:func:`run_overrides`, less
+    :data:`NOT_HPARAMS`) with its resolved value, so the swept keys of a multirun are columns. Values are booleans,
+    numbers or strings (anything else is written as YAML, e.g. ``null``, ``[10, 20]``)."""
+    hparams: dict[str, Any] = {}
+    try:
+        choices = HydraConfig.get().runtime.choices
+    except ValueError:  # not running under Hydra: no choices, no overrides
+        choices = {}
+    for group in HPARAM_GROUPS:
+        if choices.get(group):
+            hparams[group] = choices[group]
+    keys = list(HPARAM_KEYS)
+    for override in OverridesParser.create().parse_overrides(run_overrides()):
+        key = override.key_or_group
+        if key.startswith(NOT_HPARAMS):
+            continue
+        if key in choices or override.is_delete():
+            hparams[key] = choices.get(key) or override.get_value_element_as_str()
+        elif key not in keys:
+            keys.append(key)
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is not None or key not in HPARAM_KEYS:  # a main key the config lacks is left out
+            hparams[key] = _hparam_value(value)
+    return hparams
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    """A config value as TensorBoard and MLflow take it: booleans, numbers and strings as they are, else YAML flow."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    return yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip().removesuffix("...").strip()
+
+
 def finish_loggers(loggers: list[Logger]) -> None:
     """Close the W&B run, so that the next job of a Hydra multirun starts its own run instead of resuming this one."""
     if any(isinstance(logger, WandbLogger) for logger in loggers):
@@ -109,6 +174,16 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     (:func:`run_tags_from_hydra`); and the overrides go into the run's config as ``hydra_overrides`` (what
     ``s2s-compare wandb://...`` tabulates). An online W&B run is started here, and falls back to offline if it cannot
     start (:func:`start_wandb`).
+
+    A TensorBoard logger whose ``version`` is null writes into a folder named by the job's overrides
+    (:func:`run_folder_name_from_overrides`, ``tensorboard/model.attention=general``), which TensorBoard shows as the
+    run's name (``version_0`` without overrides). An MLflow logger whose ``run_name`` is null is named by the
+    overrides, whose ``experiment_name`` is null is the multirun or the experiment (as a W&B group) or else
+    ``seq2seq-lit``; its tags get the chosen options (``attention: general``) and the overrides
+    (``hydra_overrides``); its experiment is created here (:func:`mlflow_experiment`).
+
+    Raises:
+        ConfigError: an MLflow logger is configured but mlflow is not installed.
     """
     loggers: list[Logger] = []
     for name, logger_cfg in (cfg or {}).items():
@@ -129,6 +204,11 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
                 if "config" not in logger_cfg:
                     logger_cfg.config = {"hydra_overrides": job_overrides()}
                 logger_cfg._convert_ = "all"  # wandb.init takes plain lists and dicts, not OmegaConf containers
+        if logger_cfg._target_.endswith("TensorBoardLogger") and logger_cfg.get("version") is None:
+            with open_dict(logger_cfg):
+                logger_cfg.version = run_folder_name_from_overrides()
+        if logger_cfg._target_.endswith("MLFlowLogger"):
+            configure_mlflow(name, logger_cfg)
         if "save_dir" in logger_cfg:
             Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
         if logger_cfg._target_.endswith("WandbLogger") and not logger_cfg.get("offline"):
@@ -136,6 +216,56 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
         else:
             loggers.append(hydra.utils.instantiate(logger_cfg))
     return loggers
+
+
+def configure_mlflow(name: str, logger_cfg: DictConfig) -> None:
+    """Fill in an MLflow logger's null ``run_name`` and ``experiment_name`` and its ``tags`` from the Hydra job (see
+    :func:`instantiate_loggers`), and create its experiment.
+
+    Raises:
+        ConfigError: mlflow is not installed.
+    """
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"logger.{name}: MLflow logging needs the mlflow package, which is not installed. Fix: pip install "
+            f"'seq2seq-lit[mlflow]' (or pip install mlflow), or choose another logger (logger=tensorboard)"
+        ) from None
+    with open_dict(logger_cfg):
+        if logger_cfg.get("run_name") is None:
+            logger_cfg.run_name = run_name_from_overrides()
+        if logger_cfg.get("experiment_name") is None:
+            logger_cfg.experiment_name = run_group_from_hydra() or "seq2seq-lit"
+        tags = {tag.split(":", 1)[0]: tag.split(":", 1)[1] for tag in run_tags_from_hydra() if ":" in tag}
+        tags["hydra_overrides"] = ",".join(job_overrides())[:5000]  # MLflow's limit on a tag value is 8,000
+        logger_cfg.tags = {**tags, **(logger_cfg.get("tags") or {})}
+    tracking_uri = logger_cfg.get("tracking_uri")
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):  # SQLite makes the file, not its folder
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow_experiment(tracking_uri, logger_cfg.experiment_name, logger_cfg.get("artifact_location"))
+
+
+def mlflow_experiment(tracking_uri: str | None, experiment_name: str, artifact_location: str | None = None) -> str:
+    """The id of the MLflow experiment ``experiment_name`` in the store ``tracking_uri``, created if it does not exist.
+
+    The trials of a sweep that run at once all log into the sweep's experiment; the first creates it, and the others,
+    whose creation then fails, find it (``MLFlowLogger`` itself would fail on that race).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(experiment_name, artifact_location=artifact_location)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def start_wandb(name: str, logger_cfg: DictConfig) -> WandbLogger:
@@ -173,9 +303,12 @@ def start_wandb(name: str, logger_cfg: DictConfig) -> WandbLogger:
 
 
 def log_figure(loggers: list[Logger], key: str, fig: Figure, step: int) -> None:
-    """Log a matplotlib figure as an image to every logger: W&B image, TensorBoard figure, PNG file beside a CSV log."""
+    """Log a matplotlib figure as an image to every logger: W&B image, TensorBoard figure, MLflow artifact
+    ``<key>/step<step>.png``, PNG file beside a CSV log."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
+        if isinstance(logger, MLFlowLogger):
+            logger.experiment.log_figure(logger.run_id, fig, f"{key}/step{step:07d}.png")
+        elif isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[figure_to_array(fig)], step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, figure_to_array(fig), global_step=step, dataformats="HWC")
@@ -186,10 +319,14 @@ def log_figure(loggers: list[Logger], key: str, fig: Figure, step: int) -> None:
 
 
 def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], step: int) -> None:
-    """Log a table of text to every logger: a ``wandb.Table``, a Markdown table in TensorBoard's text tab, and a
-    tab-separated file ``tables/<key>_step<step>.tsv`` beside a CSV log."""
+    """Log a table of text to every logger: a ``wandb.Table``, a Markdown table in TensorBoard's text tab, an MLflow
+    table artifact ``<key>/step<step>.json`` (``mlflow.log_table``: the UI shows it, and compares it across runs), and
+    a tab-separated file ``tables/<key>_step<step>.tsv`` beside a CSV log."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
+        if isinstance(logger, MLFlowLogger):
+            data = {column: [row[i] for row in rows] for i, column in enumerate(columns)}
+            logger.experiment.log_table(logger.run_id, data, f"{key}/step{step:07d}.json")
+        elif isinstance(logger, WandbLogger):
             logger.log_table(key=key, columns=list(columns), data=[list(row) for row in rows], step=step)
         elif isinstance(logger, TensorBoardLogger):
             lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -208,13 +345,49 @@ def _markdown_cell(value: Any) -> str:
 
 
 @rank_zero_only
-def log_summary(loggers: list[Logger], values: Mapping[str, Any]) -> None:
-    """Record a run's final values (test metrics, the sacreBLEU signature, the best checkpoint): in the W&B run
-    summary (what the runs table and ``s2s-compare wandb://...`` show), and as hyperparameters elsewhere (TensorBoard's
-    HPARAMS tab, ``hparams.yaml`` of a CSV log)."""
+def log_summary(loggers: list[Logger], values: Mapping[str, Any], hparams: Mapping[str, Any] | None = None) -> None:
+    """Record a run's final values (test metrics, the sacreBLEU signature, the best checkpoint) after testing.
+
+    - W&B: the run summary (what the runs table and ``s2s-compare wandb://...`` show);
+    - TensorBoard: an HPARAMS session of ``hparams`` (:func:`run_hparams`; :func:`write_tensorboard_session`), and
+      the texts (signature, best checkpoint) under TEXT;
+    - MLflow: the numeric values as metrics, the texts as tags (the config went in as params at the start);
+    - CSV: ``hparams.yaml``.
+    """
     values = {k: v for k, v in values.items() if v is not None}
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    texts = {k: str(v) for k, v in values.items() if k not in numbers}
+    step = int(values.get("global_step", 0))
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(values)
+        elif isinstance(logger, TensorBoardLogger):
+            write_tensorboard_session(logger.log_dir, hparams or {}, texts, step)
+        elif isinstance(logger, MLFlowLogger):
+            logger.log_metrics(numbers, step=step)
+            for key, text in texts.items():
+                logger.experiment.set_tag(logger.run_id, key, text[:5000])
         else:
             logger.log_hyperparams(dict(values))
+
+
+def write_tensorboard_session(log_dir: str | Path, hparams: Mapping[str, Any], texts: Mapping[str, str], step: int) -> None:
+    """Make the TensorBoard run in ``log_dir`` a session of TensorBoard's HPARAMS tab with ``hparams`` (booleans,
+    numbers, strings), once the run has ended; write ``texts`` under TEXT at ``step``.
+
+    Only the session's start and end (status success) are written, no experiment summary: TensorBoard then builds
+    the experiment from every session under its ``--logdir``, with each hyperparameter's values across the runs, and
+    lists first the hyperparameters whose values differ (a sweep's swept keys); the metrics are the run's scalars
+    (``test/bleu``, ``test/chrf``, ``val/bleu_best``, ...), their last values. Lightning's ``log_hyperparams`` at the
+    start writes no session (it has no metrics then, and ``default_hp_metric`` is off: Lightning #2971, #12494), and
+    one written with an experiment summary by every run would show only the first run's columns, alphabetically.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    _, session_start, session_end = hparams_summaries(dict(hparams), {})
+    with SummaryWriter(log_dir=str(log_dir)) as writer:  # a new event file beside the run's own: the same run
+        writer.file_writer.add_summary(session_start, step)
+        writer.file_writer.add_summary(session_end, step)
+        for key, text in texts.items():
+            writer.add_text(key, text, global_step=step)
