@@ -301,11 +301,13 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
 CHILDREN = {"peak": child_peak, "train": child_train, "decode": child_decode}
 
 
-def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run ``kind`` in a fresh Python process; its figures come back through a JSON file."""
+def run_child(kind: str, spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """Run ``kind`` in a fresh Python process, stopped after ``timeout`` seconds (``subprocess.TimeoutExpired``); its
+    figures come back through a JSON file."""
     with tempfile.TemporaryDirectory(prefix="s2s-bench-") as folder:
         spec = {**spec, "output_dir": str(Path(folder) / "run"), "result": str(Path(folder) / "result.json")}
-        subprocess.run([sys.executable, __file__, "--_child", kind, json.dumps(spec)], check=True, cwd=REPO)
+        command = [sys.executable, __file__, "--_child", kind, json.dumps(spec)]
+        subprocess.run(command, check=True, cwd=REPO, timeout=timeout)
         return json.loads(Path(spec["result"]).read_text())
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from .data import Batch, Tokenizers
+from .errors import ConfigError
 from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics
 from .metrics import length_buckets as metrics_length_buckets
 from .guided_alignment import GuidedAlignment, check_guided_alignment
@@ -30,11 +31,36 @@ from .modules import Seq2Seq
 from .schedules import lightning_schedulers
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
+from .utils.compile import check_compile_mode, compile_step
 from .utils.nonfinite import NonFiniteWatch
 
 log = logging.getLogger(__name__)
 
 TOKENIZERS_KEY = "seq2seq_lit_tokenizers"
+
+
+def token_nll(
+    net: Seq2Seq,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    tgt_in: torch.Tensor,
+    tgt_out: torch.Tensor,
+    pad_id: int,
+    label_smoothing: float,
+    teacher_forcing_ratio: float,
+    feed: str,
+    parallel: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy per non-pad target token of ``net`` on ``(src (B, S), src_lengths (B,), tgt_in (B, T),
+    tgt_out (B, T))``, that token count (a 0-d tensor on the batch's device), and the attention weights ``(B, T, S)``;
+    the function ``model.compile`` compiles."""
+    logits, weights = net(src, src_lengths, tgt_in, teacher_forcing_ratio, feed, parallel)  # (B, T, V)
+    num_tokens = (tgt_out != pad_id).sum()
+    loss = F.cross_entropy(
+        logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=pad_id, label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    return loss / num_tokens, num_tokens, weights
 
 
 def _plain(cfg: Any) -> Any:
@@ -75,6 +101,12 @@ class Seq2SeqLitModule(L.LightningModule):
         guided_alignment: ``{"file": PATH, "weight": w, "format": "pharaoh"}``: add ``w`` times the guided-alignment
             loss (:mod:`~seq2seq_lit.guided_alignment`) of the attention against the word alignments of the training
             split in ``PATH``, logged as ``train/alignment_loss``; None or ``file: null`` trains without it.
+        compile: ``torch.compile`` the training forward and loss in this mode (:mod:`~seq2seq_lit.utils.compile`:
+            ``default``, ``reduce-overhead`` for CUDA graphs, ...); None: eager. Needs a constant teacher-forcing
+            schedule (a changing ratio would compile anew every step); pair it with ``data.pad_to_multiple``.
+
+    Raises:
+        ConfigError: an unknown ``compile`` mode, or ``compile`` with a teacher-forcing schedule that changes.
     """
 
     def __init__(
@@ -103,8 +135,10 @@ class Seq2SeqLitModule(L.LightningModule):
         nonfinite_check_every: int | None = None,
         length_buckets: list[int] | tuple[int, ...] = LENGTH_EDGES,
         guided_alignment: dict | None = None,
+        compile: str | None = None,
     ) -> None:
         super().__init__()
+        check_compile_mode(compile)
         self._nonfinite = NonFiniteWatch(nonfinite_loss, nonfinite_check_every)
         length_buckets, guided_alignment = list(_plain(length_buckets)), _plain(guided_alignment)
         metrics_length_buckets(length_buckets)  # a ConfigError now rather than at the end of training
@@ -134,6 +168,14 @@ class Seq2SeqLitModule(L.LightningModule):
         )
         self.search = hydra.utils.instantiate(search) if search else GreedySearch()
         self.teacher_forcing = hydra.utils.instantiate(teacher_forcing) if teacher_forcing else Constant(1.0)
+        if compile and not isinstance(self.teacher_forcing, Constant):
+            raise ConfigError(
+                f"model.compile={compile} with model/teacher_forcing={type(self.teacher_forcing).__name__}: the ratio "
+                "changes every step, and a compiled step would compile anew for each; fix: model/teacher_forcing=constant "
+                "or model.compile=null"
+            )
+        # Compiled on first use, for training only: validation and test decode with the search, uncompiled.
+        self._train_nll = compile_step(token_nll, compile) if compile else token_nll
         self.tokenizers: Tokenizers | None = None
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
@@ -173,18 +215,11 @@ class Seq2SeqLitModule(L.LightningModule):
         """Mean cross-entropy per non-pad target token, that token count (a 0-d tensor on the batch's device), and the
         attention weights ``(B, T, S)``."""
         schedule = self.teacher_forcing
-        logits, weights = self.net(
-            batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing_ratio, schedule.feed, schedule.parallel
-        )  # (B, T, V)
-        num_tokens = (batch.tgt_out != self.hparams.pad_id).sum()
-        loss = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            batch.tgt_out.flatten(),
-            ignore_index=self.hparams.pad_id,
-            label_smoothing=label_smoothing,
-            reduction="sum",
+        nll = self._train_nll if self.training else token_nll
+        return nll(
+            self.net, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, self.hparams.pad_id, label_smoothing,
+            teacher_forcing_ratio, schedule.feed, schedule.parallel,
         )
-        return loss / num_tokens, num_tokens, weights
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         ratio = self.teacher_forcing(self.global_step)

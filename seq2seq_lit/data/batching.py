@@ -67,32 +67,39 @@ class Batch:
 HOST_FIELDS = ("src_lengths", "indices")  # Batch fields that Batch.to leaves on the host
 
 
-def _pad(rows: Sequence[Sequence[int]], bos: bool, eos: bool) -> tuple[Tensor, Tensor]:
-    """(B, L) tensor of [BOS] + row + [EOS] per row (each part optional), right-padded with PAD_ID; (B,) lengths."""
+def _pad(rows: Sequence[Sequence[int]], bos: bool, eos: bool, multiple: int = 1) -> tuple[Tensor, Tensor]:
+    """(B, L) tensor of [BOS] + row + [EOS] per row (each part optional), right-padded with PAD_ID to L, the longest
+    row rounded up to a multiple of ``multiple``; (B,) lengths."""
     prefix, suffix = (BOS_ID,) if bos else (), (EOS_ID,) if eos else ()
     lengths = torch.tensor([len(row) for row in rows], dtype=torch.long) + len(prefix) + len(suffix)
     ids = chain.from_iterable(part for row in rows for part in (prefix, row, suffix))
     flat = torch.tensor(list(ids), dtype=torch.long)
-    padded = torch.full((len(rows), int(lengths.max())), PAD_ID, dtype=torch.long)
+    width = -(-int(lengths.max()) // multiple) * multiple
+    padded = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
     # The row-major order of the mask matches the order of the concatenated ids.
     padded[torch.arange(padded.size(1)) < lengths[:, None]] = flat
     return padded, lengths
 
 
-def collate(examples: Sequence[Example]) -> Batch:
+def collate(examples: Sequence[Example], pad_to_multiple: int | None = None) -> Batch:
     """Batch ``(index, src_ids, tgt_ids_or_None)`` examples; adds EOS to sources, BOS/EOS to targets.
+
+    ``pad_to_multiple``: pad S and T up to a multiple of it (None: to the longest row). A compiled training step
+    (``model.compile``) then sees a few fixed shapes and reuses its graphs; the extra positions are padding, which
+    the encoder packs away, the attention masks and the loss ignores.
 
     Raises:
         ValueError: ``examples`` is empty, or only some examples have targets.
     """
     if not examples:
         raise ValueError("cannot collate an empty list of examples")
+    multiple = pad_to_multiple or 1
     indices, src_rows, tgt_rows = zip(*examples)
-    src, src_lengths = _pad(src_rows, bos=False, eos=True)
+    src, src_lengths = _pad(src_rows, bos=False, eos=True, multiple=multiple)
     has_tgt = [row is not None for row in tgt_rows]
     if all(has_tgt):
-        tgt_in, _ = _pad(tgt_rows, bos=True, eos=False)
-        tgt_out, _ = _pad(tgt_rows, bos=False, eos=True)
+        tgt_in, _ = _pad(tgt_rows, bos=True, eos=False, multiple=multiple)
+        tgt_out, _ = _pad(tgt_rows, bos=False, eos=True, multiple=multiple)
     elif not any(has_tgt):
         tgt_in = tgt_out = None
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -46,14 +47,15 @@ def make_dataloader(
     batch_sampler: Iterable[list[int]],
     num_workers: int = 0,
     loader_cls: type[DataLoader] = DataLoader,
+    pad_to_multiple: int | None = None,
     **kwargs: Any,
 ) -> DataLoader:
     """A DataLoader (of class ``loader_cls``, with further ``kwargs``) of :class:`~seq2seq_lit.data.batching.Batch`
-    objects over ``dataset`` in the sampler's order."""
+    objects over ``dataset`` in the sampler's order, padded as :func:`~seq2seq_lit.data.batching.collate` says."""
     return loader_cls(
         dataset,
         batch_sampler=batch_sampler,
-        collate_fn=collate,
+        collate_fn=partial(collate, pad_to_multiple=pad_to_multiple) if pad_to_multiple else collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=False,
@@ -141,6 +143,8 @@ class TranslationDataModule(L.LightningDataModule):
         batch_tokens: a token-based training batch size: pairs per batch such that pairs x longest (source or
             target, in pieces without BOS/EOS) stays within it; None: ``batch_size`` pairs per batch.
         eval_batch_size: pairs per validation/test batch.
+        pad_to_multiple: pad each training batch's source and target length up to a multiple of this (None: to its
+            longest sentence), so that a compiled training step (``model.compile``) meets a few fixed shapes.
         max_length: longest training sentence kept, in pieces (BOS/EOS not counted); None keeps all.
         num_workers: DataLoader worker processes (persistent when > 0).
         seed: seed of the training batch order (epoch e uses ``seed + e``).
@@ -166,11 +170,13 @@ class TranslationDataModule(L.LightningDataModule):
         batch_tokens: int | None = None,
         store_dir: PathLike | None = None,
         store_hash_files: bool = False,
+        pad_to_multiple: int | None = None,
     ) -> None:
         super().__init__()
         for name, value, minimum in (
             ("batch_size", batch_size, 1),
             ("batch_tokens", 1 if batch_tokens is None else batch_tokens, 1),
+            ("pad_to_multiple", 1 if pad_to_multiple is None else pad_to_multiple, 1),
             ("eval_batch_size", eval_batch_size, 1),
             ("max_length", 1 if max_length is None else max_length, 1),
             ("num_workers", num_workers, 0),
@@ -196,6 +202,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.tokenizer_settings = {**TOKENIZER_DEFAULTS, **tokenizer}
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self.pad_to_multiple = pad_to_multiple
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
         self.num_workers = num_workers
@@ -358,7 +365,9 @@ class TranslationDataModule(L.LightningDataModule):
                 max_tokens=self.batch_tokens,
             )
         generator = torch.Generator().manual_seed(self.seed)
-        return make_dataloader(dataset, self._train_sampler, self.num_workers, ResumableDataLoader, generator=generator)
+        return make_dataloader(
+            dataset, self._train_sampler, self.num_workers, ResumableDataLoader, self.pad_to_multiple, generator=generator
+        )
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches of ``eval_batch_size``, sorted by length; ``Batch.indices`` gives corpus positions."""

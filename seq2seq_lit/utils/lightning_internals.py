@@ -2,7 +2,8 @@
 
 Lightning has no public way to ask whether a checkpoint saved after a training batch resumes exactly (no validation
 and no epoch end due next), nor whether it will wrap the dataloaders in a ``DistributedSampler``; torchmetrics none to
-restore a metric's update count. Each function below reads or writes one private name of the versions pinned in
+restore a metric's update count; torch none to let ``torch.compile`` keep more graphs per function
+(:func:`raise_recompile_limit`, a ``torch._dynamo`` setting). Each function below reads or writes one private name of the versions pinned in
 ``pyproject.toml`` (``lightning 2.6.x``, ``torchmetrics 1.9.x``). :data:`PRIVATE_NAMES` lists them, and
 ``tests/test_lightning_internals.py`` checks each on live objects, so an upgrade that moves one fails there, naming it.
 """
@@ -91,3 +92,13 @@ class RunProgressBar(RichProgressBar):
         if max_epochs is not None and max_epochs < 0:  # no epoch limit
             description = description.replace(f"Epoch {current_epoch}/{max_epochs - 1}", f"Epoch {current_epoch}", 1)
         return description
+
+
+def raise_recompile_limit(limit: int) -> None:
+    """Let ``torch.compile`` keep at least ``limit`` graphs per function before it falls back to eager
+    (``torch._dynamo.config.recompile_limit``, named ``cache_size_limit`` before torch 2.6; torch's own default is 8).
+    Checked by ``tests/test_compile.py``."""
+    import torch._dynamo.config as dynamo_config
+
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo_config, name, max(getattr(dynamo_config, name), limit))
