@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq_lit.average import average
 from seq2seq_lit.callbacks import ResumeCheckpoint
-from seq2seq_lit.checkpoints import read_checkpoint
 from seq2seq_lit.data import read_lines
 from seq2seq_lit.data.tokenizer import train_sentencepiece
 from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.inference.checkpoints import read_checkpoint
 from seq2seq_lit.preflight import check_options
 from seq2seq_lit.train import train
 from seq2seq_lit.translate import _format, translate

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
 
-from ..plotting import figure_to_array
+from ..plots.attention import figure_to_array
 from .atomic import atomic_open
 
 log = logging.getLogger(__name__)

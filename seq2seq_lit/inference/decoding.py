@@ -9,9 +9,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..lit_module import Seq2SeqLitModule
 from .checkpoints import load_checkpoint, resolve_device
 from .ensemble import Ensemble
-from .lit_module import Seq2SeqLitModule
 from .quantization import quantize_for_decoding
 
 
@@ -20,7 +20,7 @@ class Decoder:
     """A loaded model ready to decode.
 
     Attributes:
-        module: one :class:`~seq2seq_lit.lit_module.Seq2SeqLitModule`, or an :class:`~seq2seq_lit.ensemble.Ensemble`.
+        module: one :class:`~seq2seq_lit.lit_module.Seq2SeqLitModule`, or an :class:`~seq2seq_lit.inference.ensemble.Ensemble`.
         paths: the checkpoint file(s).
         search: the search's config (the ``model/search`` override, else the first checkpoint's).
         quantize: the validated ``quantize`` setting.
@@ -46,8 +46,8 @@ def load_decoder(cfg: DictConfig) -> Decoder:
     ``cfg.model.search`` if given and ``cfg.quantize``.
 
     Raises:
-        DataError: as :func:`~seq2seq_lit.checkpoints.load_checkpoint`, or checkpoints of an ensemble that do not share
-            their vocabularies (:class:`~seq2seq_lit.ensemble.Ensemble`).
+        DataError: as :func:`~seq2seq_lit.inference.checkpoints.load_checkpoint`, or checkpoints of an ensemble that do not share
+            their vocabularies (:class:`~seq2seq_lit.inference.ensemble.Ensemble`).
         ConfigError: a search setting or ``quantize`` is not valid.
     """
     device = resolve_device(cfg.device)

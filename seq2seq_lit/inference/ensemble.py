@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .data import Batch
-from .errors import DataError
-from .lit_module import Seq2SeqLitModule
-from .modules.seq2seq import EncoderMemory
-from .search import Hypotheses
+from ..data import Batch
+from ..errors import DataError
+from ..lit_module import Seq2SeqLitModule
+from ..modules.seq2seq import EncoderMemory
+from ..search import Hypotheses
 
 
 class PerModel(tuple):
