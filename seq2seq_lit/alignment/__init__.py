@@ -1,1 +1,3 @@
-"""Attention as alignment: hard alignments from attention weights, force-decoded links, alignment files, AER and symmetrization, the guided-alignment loss."""
+"""Attention as alignment: hard alignments from attention weights (``hard.py``), links from forced decoding
+(``forced.py``), gold alignment files (``files.py``), AER and symmetrization (``scoring.py``), the guided-alignment
+loss (``guided.py``)."""

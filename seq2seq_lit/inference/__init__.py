@@ -1,1 +1,3 @@
-"""Using trained models: loading checkpoints, the decoder of a ``ckpt_path`` (one model or an ensemble, int8 quantization), translating lines."""
+"""Using trained models: reading and averaging checkpoints (``checkpoints.py``), the decoder of a ``ckpt_path``
+(``decoding.py``: one model, an ensemble (``ensemble.py``), int8 quantization (``quantization.py``)), translating lines
+(``translation.py``)."""

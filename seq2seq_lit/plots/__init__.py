@@ -1,1 +1,2 @@
-"""Figures with matplotlib's object API: attention heatmaps and BLEU by source length."""
+"""Figures, with matplotlib's object API: attention heatmaps (``attention.py``) and BLEU by source length
+(``length.py``)."""
