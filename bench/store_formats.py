@@ -48,7 +48,7 @@ from data_scale import write_corpus  # noqa: E402  (the same deterministic corpu
 
 BATCH = 64
 SIDES = ("src", "tgt")
-TOKENIZER = {  # data=parallel_text's settings (seq2seq_lit/conf/data/parallel_text.yaml)
+TOKENIZER = {  # data=parallel_text's settings (conf/data/parallel_text.yaml)
     "joint": True,
     "per_side_vocab": True,
     "vocab_size": 8000,

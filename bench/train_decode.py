@@ -7,7 +7,7 @@
 
 A benchmark that prints figures, not a test: nothing here passes or fails on speed.
 
-Configuration: ``seq2seq_lit/conf/train.yaml`` composed with ``experiment=bench_reference`` (the model the peers are measured
+Configuration: ``conf/train.yaml`` composed with ``experiment=bench_reference`` (the model the peers are measured
 with, see that file), then ``model.decoder.input_feeding`` and ``trainer.precision`` per row, then the overrides
 given on the command line (e.g. ``data.batch_size=128``, or ``data=parallel_text data.train_src=...`` for another
 corpus). Multi30k is read from ``$SEQ2SEQ_DATA_DIR/multi30k`` (else downloaded, as for training).
@@ -36,7 +36,7 @@ CPU bfloat16 may need is set before any other oneDNN work):
   detokenization), with BLEU. With ``--ckpt`` the checkpoint's model; without, an untrained model of the configuration
   (input feeding on), which emits no EOS and decodes every sentence to the length cap: speeds then are a lower bound
   and BLEU is meaningless (the table says so). ``--quantize``: with the float32 model (``none``), its dynamic int8
-  copy (``int8``, CPU only, ``seq2seq_lit/quantization.py``, as ``quantize=int8`` in translate and evaluate) or both
+  copy (``int8``, CPU only, ``seq2seq_lit/inference/quantization.py``, as ``quantize=int8`` in translate and evaluate) or both
   (default on a CPU).
 
 - **peers** (``--peers onmt,joey``): after the figures above, in the same run, OpenNMT-py and/or JoeyNMT train the
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers.py, also
 from peers import run_peer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "seq2seq_lit" / "conf"
+CONF_DIR = REPO / "conf"
 EXPERIMENT = "experiment=bench_reference"
 MATMUL_SIZE = 2048
 
@@ -77,7 +77,7 @@ MATMUL_SIZE = 2048
 
 
 def compose(overrides: list[str], output_dir: Path):
-    """``seq2seq_lit/conf/train.yaml`` with ``experiment=bench_reference`` and ``overrides``, its run folder at ``output_dir``."""
+    """``conf/train.yaml`` with ``experiment=bench_reference`` and ``overrides``, its run folder at ``output_dir``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -131,13 +131,12 @@ def child_peak(spec: dict[str, Any]) -> dict[str, Any]:
 
 def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``spec["steps"]`` training steps after ``spec["warmup"]``; count their FLOPs; check one with torch."""
-    from seq2seq_lit.train import build_data, build_module, prepare_run
+    from seq2seq_lit.build import build_data, build_module, prepare_run
 
     output_dir = Path(spec["output_dir"])
     cfg = compose(spec["overrides"], output_dir)
     prepare_run(cfg)  # before any oneDNN work
     import hydra
-
     from flops import counted_step_flops, training_step_flops
 
     _quiet()
@@ -246,14 +245,14 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
     output_dir = Path(spec["output_dir"])
     cfg = compose(spec["overrides"], output_dir)
 
-    from seq2seq_lit.checkpoints import load_checkpoint
+    from seq2seq_lit.build import build_data, build_module
     from seq2seq_lit.data import read_parallel
     from seq2seq_lit.evaluate import split_files
+    from seq2seq_lit.inference.checkpoints import load_checkpoint
+    from seq2seq_lit.inference.quantization import quantize_for_decoding
+    from seq2seq_lit.inference.translation import translate_lines
     from seq2seq_lit.metrics import corpus_metrics
-    from seq2seq_lit.quantization import quantize_for_decoding
     from seq2seq_lit.search import BeamSearch, GreedySearch
-    from seq2seq_lit.train import build_data, build_module
-    from seq2seq_lit.translate import translate_lines
 
     _quiet()
     L.seed_everything(cfg.seed, verbose=False)

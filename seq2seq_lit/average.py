@@ -2,9 +2,9 @@
 ``... ckpt_dir=DIR last=N output=FILE`` (console script ``s2s-average``).
 
 Writes one inference checkpoint whose floating-point weights are the element-wise mean of the inputs'
-(:func:`~seq2seq_lit.checkpoints.average_checkpoints`), usable by ``s2s-translate`` and ``s2s-eval`` like any other.
+(:func:`~seq2seq_lit.inference.checkpoints.average_checkpoints`), usable by ``s2s-translate`` and ``s2s-eval`` like any other.
 With ``ckpt_dir``, the inputs are the ``last`` checkpoints of the folder by the ``global_step`` stored inside each file
-(:func:`~seq2seq_lit.checkpoints.last_checkpoints`). Config: ``seq2seq_lit/conf/average.yaml``.
+(:func:`~seq2seq_lit.inference.checkpoints.last_checkpoints`). Config: ``conf/average.yaml``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .errors import ConfigError
+from .inference.checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .utils.checkpoint_io import atomic_torch_save
-from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.entry import CONFIG_PATH, exit_2_on_config_errors, run_entry_point
 from .utils.output_guard import check_output_path
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ def average(cfg: DictConfig) -> Path:
         ConfigError: ``output`` is missing, a folder or in a missing folder; it is one of the inputs or a training
             checkpoint (its optimizer state and step would be lost) and ``overwrite`` is false; or not exactly one of
             ``inputs`` and ``ckpt_dir`` (with ``last`` >= 1) is given.
-        DataError: see :func:`~seq2seq_lit.checkpoints.average_checkpoints` and
-            :func:`~seq2seq_lit.checkpoints.last_checkpoints`.
+        DataError: see :func:`~seq2seq_lit.inference.checkpoints.average_checkpoints` and
+            :func:`~seq2seq_lit.inference.checkpoints.last_checkpoints`.
     """
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("no output file; fix: pass output=PATH.ckpt")
@@ -70,7 +70,7 @@ def average(cfg: DictConfig) -> Path:
 
 
 @exit_2_on_config_errors
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="average.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="average.yaml")
 def main(cfg: DictConfig) -> None:
     run_entry_point(average, cfg)
 

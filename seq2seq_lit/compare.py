@@ -3,7 +3,7 @@
 Reads runs from local Hydra run folders or from a W&B project, and prints one row per run with the overridden config
 keys whose values differ between the runs (a run that does not override a key shows "default") and the chosen
 metrics. ``--plot`` saves a bar chart of one metric per run as PNG; ``--plot-length`` a line plot of test BLEU against
-source length, one line per run (Bahdanau et al. 2015, Fig. 2; :mod:`~seq2seq_lit.length_plot`), also logged to W&B
+source length, one line per run (Bahdanau et al. 2015, Fig. 2; :mod:`~seq2seq_lit.plots.length`), also logged to W&B
 as an image with ``--wandb-project``.
 
 - A local run is a folder with ``.hydra/overrides.yaml``; its metrics come from ``metrics.json`` (written when the
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_metric(runs, metrics[0], args.label, args.plot)
         print(f"plot written to {args.plot}")
     if args.plot_length:
-        from .length_plot import log_plot_to_wandb, plot_bleu_by_length  # matplotlib only when plotting
+        from .plots.length import log_plot_to_wandb, plot_bleu_by_length  # matplotlib only when plotting
 
         names = [" ".join(f"{k}={run.overrides[k]}" for k in differing_keys(runs) if k in run.overrides) or run.name for run in runs]
         try:

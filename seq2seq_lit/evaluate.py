@@ -7,9 +7,9 @@ trained: the checkpoint's sentencepiece models are used), translates the sources
 detokenized output with sacreBLEU: BLEU, chrF and TER with their signatures, and BLEU by source length (buckets of
 ``length_buckets``, by default the checkpoint's). Writes
 ``hypotheses.txt`` (one line per source line) and ``metrics.json`` into ``output_dir`` and prints a summary.
-``ckpt_path=[a.ckpt,b.ckpt]`` scores the ensemble of the checkpoints (:mod:`seq2seq_lit.ensemble`).
-``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.quantization`).
-Config: ``seq2seq_lit/conf/evaluate.yaml``.
+``ckpt_path=[a.ckpt,b.ckpt]`` scores the ensemble of the checkpoints (:mod:`seq2seq_lit.inference.ensemble`).
+``quantize=int8`` decodes with a dynamic int8 copy of the model on a CPU (:mod:`seq2seq_lit.inference.quantization`).
+Config: ``conf/evaluate.yaml``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .checkpoints import AVERAGED_KEY, read_checkpoint
 from .data import read_parallel
-from .decoding import load_decoder
 from .errors import ConfigError
+from .inference.checkpoints import AVERAGED_KEY, read_checkpoint
+from .inference.decoding import load_decoder
+from .inference.translation import translate_lines
 from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics, length_buckets
-from .translate import translate_lines
 from .utils.atomic import atomic_write_text
-from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.entry import CONFIG_PATH, exit_2_on_config_errors, run_entry_point
 from .utils.output_guard import check_output_dir, checkpoint_inputs
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, the split or its files are wrong (see
             :func:`split_files`), ``output_dir`` holds a training run's ``metrics.json`` or an input (see
             :func:`~seq2seq_lit.utils.output_guard.check_output_dir`), or ``quantize`` is not valid here (see
-            :func:`~seq2seq_lit.quantization.check_quantize`).
+            :func:`~seq2seq_lit.inference.quantization.check_quantize`).
         DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -168,7 +168,7 @@ def _print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
 
 
 @exit_2_on_config_errors
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> dict[str, Any]:
     return run_entry_point(evaluate, cfg)
 

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
+from .alignment.guided import GuidedAlignment, check_guided_alignment
 from .data import Batch, Tokenizers
 from .errors import ConfigError
 from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics
 from .metrics import length_buckets as metrics_length_buckets
-from .guided_alignment import GuidedAlignment, check_guided_alignment
 from .modules import Seq2Seq
 from .schedules import lightning_schedulers
 from .search import GreedySearch, Hypotheses
@@ -99,7 +99,7 @@ class Seq2SeqLitModule(L.LightningModule):
             :func:`~seq2seq_lit.metrics.length_buckets`); logged as ``test/bleu_src_len_<label>`` and
             ``test/sentences_src_len_<label>``.
         guided_alignment: ``{"file": PATH, "weight": w, "format": "pharaoh"}``: add ``w`` times the guided-alignment
-            loss (:mod:`~seq2seq_lit.guided_alignment`) of the attention against the word alignments of the training
+            loss (:mod:`~seq2seq_lit.alignment.guided`) of the attention against the word alignments of the training
             split in ``PATH``, logged as ``train/alignment_loss``; None or ``file: null`` trains without it.
         compile: ``torch.compile`` the training forward and loss in this mode (:mod:`~seq2seq_lit.utils.compile`:
             ``default``, ``reduce-overhead`` for CUDA graphs, ...); None: eager. Needs a constant teacher-forcing

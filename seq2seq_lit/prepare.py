@@ -1,7 +1,7 @@
 """Build a corpus' tokenizer and corpus store ahead of training: ``python -m seq2seq_lit.prepare <data overrides>``
 (console script ``s2s-prepare``).
 
-Takes the same overrides as ``python -m seq2seq_lit.train`` (the config is ``seq2seq_lit/conf/prepare.yaml``, which
+Takes the same overrides as ``python -m seq2seq_lit.train`` (the config is ``conf/prepare.yaml``, which
 extends ``train.yaml``), so a sweep or a cluster job given the same data settings opens the store this built instead of
 building its own. An existing store is checked in full (every file's sha256) and rebuilt if damaged. Prints a summary:
 pairs kept and dropped, pieces, vocabulary sizes, size on disk and where the store is.
@@ -14,7 +14,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from .utils.entry import CONFIG_DIR, run_entry_point
+from .utils.entry import CONFIG_PATH, run_entry_point
 
 
 def prepare(cfg: DictConfig) -> str:
@@ -38,7 +38,7 @@ def prepare(cfg: DictConfig) -> str:
     return str(store.path)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="prepare.yaml")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     run_entry_point(prepare, cfg)

@@ -1,6 +1,6 @@
 """Train, then test the best checkpoint: ``python -m seq2seq_lit.train [overrides]`` (console script ``s2s-train``).
 
-Builds the data module, the LightningModule, callbacks, loggers and trainer from the Hydra config (``seq2seq_lit/conf/train.yaml``),
+Builds the data module, the LightningModule, callbacks, loggers and trainer from the Hydra config (``conf/train.yaml``),
 fits, tests the best checkpoint (by ``val/bleu``), prints a summary, writes ``metrics.json`` into the run's output
 folder, and returns the metrics so that a Hydra sweeper can optimize ``val/bleu_best``.
 
@@ -28,64 +28,22 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from .build import build_data, build_module, instantiate_callbacks, prepare_run
 from .callbacks import FollowRunFolder, ResumeCheckpoint, TrainingTokens
 from .callbacks.resume import wait_for_launched_ranks
-from .checkpoints import read_checkpoint, state_dict_mismatch
 from .data import Tokenizers
 from .errors import ConfigError, DataError
+from .inference.checkpoints import read_checkpoint, state_dict_mismatch
 from .lit_module import TOKENIZERS_KEY
 from .metrics import bleu_signature
 from .preflight import check_options, check_run
 from .utils.atomic import atomic_write_text
-from .utils.entry import CONFIG_DIR, RunInterrupted, exit_2_on_config_errors, run_entry_point
+from .utils.entry import CONFIG_PATH, RunInterrupted, exit_2_on_config_errors, run_entry_point
 from .utils.loggers import finish_loggers, instantiate_loggers, log_summary, run_hparams
 from .utils.output_guard import check_run_dir
-from .utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
 from .utils.summary import print_summary
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
-    """Instantiate every callback under ``cfg`` (a mapping name -> callback config; null entries are skipped)."""
-    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def build_module(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    """The LightningModule of ``model_cfg`` (``seq2seq_lit/conf/model``), sized by the data module's tokenizers (vocabulary sizes,
-    special ids), with those tokenizers attached so its checkpoints carry them."""
-    model = hydra.utils.instantiate(
-        model_cfg,
-        src_vocab_size=datamodule.src_vocab_size,
-        tgt_vocab_size=datamodule.tgt_vocab_size,
-        pad_id=datamodule.pad_id,
-        bos_id=datamodule.bos_id,
-        eos_id=datamodule.eos_id,
-        _recursive_=False,
-    )
-    model.tokenizers = datamodule.tokenizers
-    return model
-
-
-def prepare_run(cfg: DictConfig) -> None:
-    """What a run does before building anything: cap oneDNN's ISA where CPU bfloat16 needs it (before any oneDNN
-    operation), unfuse Adam where mixed precision clips gradients, and seed every generator (``cfg.seed``)."""
-    avoid_unusable_amx(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
-    unfuse_optimizer_for_clipping(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-
-
-def build_data(data_cfg: DictConfig, tokenizers: Tokenizers | None = None, stage: str | None = "fit") -> L.LightningDataModule:
-    """The data module of ``data_cfg`` (``seq2seq_lit/conf/data``) with its tokenizers, trained or read from the cache
-    (or ``tokenizers``, e.g. a checkpoint's), set up for ``stage`` unless it is None."""
-    datamodule = hydra.utils.instantiate(data_cfg)
-    if tokenizers is not None:
-        datamodule.tokenizers = tokenizers
-    datamodule.prepare_data()
-    if stage is not None:
-        datamodule.setup(stage)
-    return datamodule
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -265,7 +223,7 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 @exit_2_on_config_errors
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers."""
     metrics = run_entry_point(train, cfg)

@@ -5,8 +5,8 @@ and its output flushed at once (``input=FILE`` decodes in batches, which is fast
 gives an empty output, with a warning. Output files are checked before the checkpoint is loaded and written atomically
 (:mod:`seq2seq_lit.utils.atomic`): a failed run leaves an old output file as it was. Decodes with the checkpoint's
 search unless ``model/search=greedy|beam|sample`` overrides it; ``ckpt_path=[a.ckpt,b.ckpt]`` decodes with the
-ensemble of the checkpoints (:mod:`seq2seq_lit.ensemble`); ``quantize=int8`` decodes with a dynamic int8 copy of the
-model on a CPU (:mod:`seq2seq_lit.quantization`). Output formats:
+ensemble of the checkpoints (:mod:`seq2seq_lit.inference.ensemble`); ``quantize=int8`` decodes with a dynamic int8 copy of the
+model on a CPU (:mod:`seq2seq_lit.inference.quantization`). Output formats:
 
 - plain (default): exactly one detokenized line per input line, in input order; an empty (or all-whitespace) input
   line gives an empty output line.
@@ -15,7 +15,7 @@ model on a CPU (:mod:`seq2seq_lit.quantization`). Output formats:
   translation and score 0 for an empty input line).
 
 Optionally, for the best translation of each line: hard alignments in Pharaoh ``i-j`` format (``alignment_output``,
-one line per input line; see :mod:`seq2seq_lit.alignment`) and attention heatmaps as PNG files (``attention_dir``,
+one line per input line; see :mod:`seq2seq_lit.alignment.hard`) and attention heatmaps as PNG files (``attention_dir``,
 ``{line:06d}.png``, 0-based line numbers; nothing for empty lines).
 """
 
@@ -24,98 +24,24 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from .alignment import hard_alignment, pharaoh
-from .data import collate, read_lines
+from .alignment.hard import hard_alignment, pharaoh
+from .data import read_lines
 from .data.corpus import decode_lines
-from .decoding import load_decoder
-from .errors import ConfigError, DataError
+from .errors import ConfigError
+from .inference.decoding import load_decoder
+from .inference.translation import Translation, translate_nbest
 from .lit_module import Seq2SeqLitModule
-from .plotting import plot_attention
+from .plots.attention import plot_attention
 from .utils.atomic import atomic_open, atomic_write_text
-from .utils.entry import CONFIG_DIR, exit_2_on_config_errors, run_entry_point
+from .utils.entry import CONFIG_PATH, exit_2_on_config_errors, run_entry_point
 from .utils.output_guard import check_output_path, checkpoint_inputs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Translation:
-    """One hypothesis for one input line.
-
-    Attributes:
-        text: the detokenized translation.
-        score: the search's score (summed log-probability in nats, after the beam's penalties, if any).
-        src_ids: source piece ids, EOS included (S).
-        tgt_ids: emitted target piece ids, EOS included where emitted (T).
-        attention: ``(T, S)`` attention weights, on the CPU.
-    """
-
-    text: str
-    score: float
-    src_ids: list[int]
-    tgt_ids: list[int]
-    attention: torch.Tensor
-
-
-def source_limit(module: Seq2SeqLitModule, max_src_length: int | None = None) -> int | None:
-    """The most source pieces (EOS not counted) a line may keep: ``max_src_length``, and at most what the model can
-    attend over (location attention has a fixed maximum); None for no limit."""
-    limits = [m.max_source_length - 1 for m in module.modules() if isinstance(getattr(m, "max_source_length", None), int)]
-    return min([*limits, max_src_length] if max_src_length is not None else limits, default=None)
-
-
-@torch.no_grad()
-def translate_nbest(
-    module: Seq2SeqLitModule,
-    lines: list[str],
-    batch_size: int = 100,
-    max_src_length: int | None = None,
-    first_line: int = 1,
-) -> list[list[Translation]]:
-    """Translate ``lines`` with ``module.search``; returns per line its ``n_best`` hypotheses, best first ([] for a
-    blank line). Lines are decoded in batches of similar length. A line of more than ``max_src_length`` pieces (or
-    more than the model can attend over) is translated from its first pieces, with a warning naming the lines
-    (numbered from ``first_line``)."""
-    results: list[list[Translation]] = [[] for _ in lines]
-    src_ids = module.tokenizers.src.encode_batch(lines)
-    limit = source_limit(module, max_src_length)
-    if limit is not None and (long := [i for i, ids in enumerate(src_ids) if len(ids) > limit]):
-        numbers = ", ".join(str(i + first_line) for i in long[:20]) + (", ..." if len(long) > 20 else "")
-        log.warning(
-            "%d input line(s) longer than %d source pieces translated from their first %d pieces only: line(s) %s "
-            "(1-based; raise max_src_length to keep more)", len(long), limit, limit, numbers,
-        )
-        for i in long:
-            src_ids[i] = src_ids[i][:limit]
-    todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(src_ids[i]))
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        batch = collate([(i, src_ids[i], None) for i in chunk]).to(module.device)
-        hyps = module(batch)
-        texts = module.tokenizers.tgt.decode_batch(hyps.token_lists())
-        emitted = (hyps.lengths + 1).clamp(max=hyps.tokens.size(1)).tolist()  # EOS included where emitted
-        src_lengths, scores = batch.src_lengths.tolist(), hyps.scores.tolist()
-        tokens, attention = hyps.tokens.cpu(), hyps.attention.float().cpu()
-        for r, text in enumerate(texts):
-            b = r // hyps.n_best
-            i, n, t = chunk[b], src_lengths[b], emitted[r]
-            ids = batch.src[b, :n].tolist()
-            results[i].append(Translation(text, scores[r], ids, tokens[r, :t].tolist(), attention[r, :t, :n]))
-    return results
-
-
-def translate_lines(
-    module: Seq2SeqLitModule, lines: list[str], batch_size: int = 100, max_src_length: int | None = None
-) -> list[str]:
-    """The best translation of each of ``lines``, in order ("" for a blank line)."""
-    return [hyps[0].text if hyps else "" for hyps in translate_nbest(module, lines, batch_size, max_src_length)]
 
 
 def _format(results: list[list[Translation]], n_best_format: bool, n_best: int = 1, first: int = 0) -> str:
@@ -253,7 +179,7 @@ def _stdin_stream() -> Iterator[str]:
 
 
 @exit_2_on_config_errors
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate.yaml")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="translate.yaml")
 def main(cfg: DictConfig) -> None:
     run_entry_point(translate, cfg)
 

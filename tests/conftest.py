@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from seq2seq_lit.utils.entry import CONFIG_MODULE
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "seq2seq_lit" / "conf"
+CONF_DIR = REPO / "conf"
 SYMBOLS = "abcdefghij"
 
 # A model small enough to train in seconds on 2 CPU cores.
@@ -81,9 +83,9 @@ def reverse_data_overrides(corpus: dict[str, Path]) -> list[str]:
 
 
 def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train.yaml") -> DictConfig:
-    """Compose ``seq2seq_lit/conf/train.yaml`` as ``python -m seq2seq_lit.train`` would, writing everything under ``output_dir``."""
+    """Compose ``conf/train.yaml`` as ``python -m seq2seq_lit.train`` would, writing everything under ``output_dir``."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         HydraConfig().set_config(cfg)
     with open_dict(cfg):

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from seq2seq_lit.alignment import encode_words, word_links, word_weights
-from seq2seq_lit.alignment_files import parse_links, read_alignments
-from seq2seq_lit.alignment_metrics import GoldAlignment, score_alignments, symmetrize
+from seq2seq_lit.alignment.files import parse_links, read_alignments
+from seq2seq_lit.alignment.hard import encode_words, word_links, word_weights
+from seq2seq_lit.alignment.scoring import GoldAlignment, score_alignments, symmetrize
 from seq2seq_lit.errors import ConfigError, DataError
 
 from .conftest import run_module

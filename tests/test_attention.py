@@ -8,7 +8,6 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 
-from .conftest import REPO, compose_train
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.modules import (
     AdditiveAttention,
@@ -25,6 +24,8 @@ from seq2seq_lit.modules import (
 )
 from seq2seq_lit.modules.attention import SCORES, build_score
 from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names, markdown_table, write_page
+
+from .conftest import REPO, compose_train
 
 B, T, S, Q, K = 3, 5, 7, 6, 4
 D = 2  # local window radius, small enough that the window excludes positions of a 7-token source
@@ -401,7 +402,7 @@ CONFIG_NAMES = attention_names()
 def test_the_catalogue_page_shows_every_attention_file():
     page = (REPO / "docs" / "attention_catalogue.md").read_text(encoding="utf-8")
     assert markdown_table() in page, (
-        "docs/attention_catalogue.md differs from seq2seq_lit/conf/model/attention/*.yaml; fix: make docs"
+        "docs/attention_catalogue.md differs from conf/model/attention/*.yaml; fix: make docs"
     )
 
 

@@ -8,19 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq_lit.checkpoints import (
+from seq2seq_lit.errors import DataError
+from seq2seq_lit.inference.checkpoints import (
     AVERAGED_KEY,
     average_checkpoints,
     last_checkpoints,
     load_checkpoint,
 )
-from seq2seq_lit.errors import DataError
+from seq2seq_lit.inference.translation import translate_lines
 from seq2seq_lit.lit_module import TOKENIZERS_KEY
-from seq2seq_lit.translate import translate_lines
 from seq2seq_lit.utils.checkpoint_io import atomic_torch_save
 
-from .conftest import TINY, compose_train, reverse_data_overrides
-from .conftest import run_module
+from .conftest import TINY, compose_train, reverse_data_overrides, run_module
 
 
 @pytest.fixture(scope="module")

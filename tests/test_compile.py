@@ -34,7 +34,7 @@ def test_an_unknown_compile_mode_names_the_key_and_the_modes(mode):
 
 
 def _module_and_batches(reverse_corpus, tmp_path, extra: list[str], n: int = 3):
-    from seq2seq_lit.train import build_data, build_module, prepare_run
+    from seq2seq_lit.build import build_data, build_module, prepare_run
 
     cfg = compose_train([*TINY, *reverse_data_overrides(reverse_corpus), *EAGER_LSTM, *extra], tmp_path / "run")
     prepare_run(cfg)

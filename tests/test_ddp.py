@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from seq2seq_lit.data import BucketBatchSampler
-from seq2seq_lit.data.datamodule import ResumableDataLoader, eval_dataloader, make_dataloader
 from seq2seq_lit.data.batching import TranslationDataset
+from seq2seq_lit.data.datamodule import ResumableDataLoader, eval_dataloader, make_dataloader
 
 from .conftest import TINY, run_module, write_reverse_corpus
-
 
 
 def lengths_of(n: int, seed: int = 0) -> list[int]:

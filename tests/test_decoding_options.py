@@ -12,13 +12,13 @@ import sys
 import pytest
 import torch
 
-from seq2seq_lit.checkpoints import load_checkpoint
 from seq2seq_lit.data import Tokenizers, collate
-from seq2seq_lit.ensemble import Ensemble
 from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.inference.checkpoints import load_checkpoint
+from seq2seq_lit.inference.ensemble import Ensemble
+from seq2seq_lit.inference.translation import translate_nbest
 from seq2seq_lit.search import BeamSearch, GreedySearch, SampleSearch
 from seq2seq_lit.search.sample import restrict
-from seq2seq_lit.translate import translate_nbest
 
 from .conftest import REPO, reverse_data_overrides, run_module
 

@@ -12,8 +12,7 @@ from seq2seq_lit.errors import ConfigError, DataError
 from seq2seq_lit.evaluate import evaluate
 from seq2seq_lit.metrics import corpus_metrics
 
-from .conftest import compose_train
-from .conftest import run_module
+from .conftest import compose_train, run_module
 
 
 def eval_overrides(ckpt_path: str, corpus: dict[str, Path], split: str = "test") -> list[str]:

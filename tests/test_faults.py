@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq_lit.average import average
 from seq2seq_lit.callbacks import ResumeCheckpoint
-from seq2seq_lit.checkpoints import read_checkpoint
 from seq2seq_lit.data import read_lines
 from seq2seq_lit.data.tokenizer import train_sentencepiece
 from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.inference.checkpoints import read_checkpoint
 from seq2seq_lit.preflight import check_options
 from seq2seq_lit.train import train
 from seq2seq_lit.translate import _format, translate
@@ -607,7 +607,7 @@ def test_26_14_an_empty_ensemble_is_one_line(tmp_path):
 def test_26_15_an_ensemble_vocabulary_mismatch_names_the_first_differing_piece():
     from types import SimpleNamespace
 
-    from seq2seq_lit.ensemble import _vocabulary_difference
+    from seq2seq_lit.inference.ensemble import _vocabulary_difference
 
     a = train_sentencepiece(["a b c d e f g h"] * 50, vocab_size=16, model_type="char", cache_dir=None)
     b = train_sentencepiece(["a b c d e f g i"] * 50, vocab_size=16, model_type="char", cache_dir=None)
@@ -673,7 +673,8 @@ def test_26_18_a_missing_data_dir_is_an_error_not_a_download(tmp_path, monkeypat
 
 
 def test_26_19_store_hash_files_notices_a_file_changed_in_place(tmp_path, monkeypatch):
-    from seq2seq_lit.data import ParallelText, store as store_module
+    from seq2seq_lit.data import ParallelText
+    from seq2seq_lit.data import store as store_module
     from seq2seq_lit.data.store import open_store
 
     monkeypatch.setattr(store_module, "_SAMPLE_BYTES", 8)  # sampled: bytes 0-7, the middle 8 and the last 8

@@ -38,6 +38,7 @@ from seq2seq_lit.utils.full_disk import free_bytes
 from .conftest import TINY, reverse_data_overrides, write_reverse_corpus
 from .process_helpers import Finished, finish_group, group_alive, run_group, start_group
 
+
 def corpus_in(folder: Path, sizes: dict[str, int], seed: int) -> dict[str, Path]:
     """The reverse task's files in ``folder`` (created)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from seq2seq_lit.alignment.guided import GuidedAlignment, piece_words
 from seq2seq_lit.data import collate
 from seq2seq_lit.errors import ConfigError, DataError
-from seq2seq_lit.guided_alignment import GuidedAlignment, piece_words
 
 from .conftest import TINY, compose_train, reverse_data_overrides
 

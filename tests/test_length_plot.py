@@ -5,8 +5,8 @@ from PIL import Image
 
 from seq2seq_lit.compare import main
 from seq2seq_lit.errors import ConfigError
-from seq2seq_lit.length_plot import length_buckets_of
 from seq2seq_lit.metrics import bleu_by_source_length, length_buckets
+from seq2seq_lit.plots.length import length_buckets_of
 
 from .test_compare import make_run
 

@@ -1,7 +1,6 @@
 """sacreBLEU wrappers: corpus scores and BLEU by source-length bucket."""
 
 import pytest
-import sacrebleu
 
 from seq2seq_lit.metrics import bleu_by_source_length, bleu_signature, corpus_metrics
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from seq2seq_lit.errors import ConfigError
-from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names
 from seq2seq_lit.modules import (
     BahdanauDecoder,
     ConcatAttention,
@@ -18,6 +17,7 @@ from seq2seq_lit.modules import (
     RNNEncoder,
     Seq2Seq,
 )
+from seq2seq_lit.modules.attention.catalogue import attention_factory, attention_names
 
 B, S, T, E, V = 3, 7, 5, 6, 11
 

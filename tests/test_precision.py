@@ -16,9 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 import pytest
+from omegaconf import OmegaConf
 
 from seq2seq_lit.modules.attention.catalogue import attention_names
 from seq2seq_lit.utils.precision import avoid_unusable_amx, unfuse_optimizer_for_clipping
@@ -64,7 +63,7 @@ AUTOCAST_CHECK = textwrap.dedent(
     torch.manual_seed(0)
 
     def check(name):
-        factory = hydra.utils.instantiate(OmegaConf.load(f"seq2seq_lit/conf/model/attention/{name}.yaml"))
+        factory = hydra.utils.instantiate(OmegaConf.load(f"conf/model/attention/{name}.yaml"))
         attention = factory(query_size=16, key_size=16)
         keys = torch.randn(3, 7, 16)
         pad = torch.zeros(3, 7, dtype=torch.bool)

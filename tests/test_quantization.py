@@ -6,14 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq_lit.checkpoints import load_checkpoint
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.evaluate import evaluate
-from seq2seq_lit.modules import AdditiveAttention, BahdanauDecoder, ConcatAttention, GeneralAttention, LuongDecoder
-from seq2seq_lit.modules import MultiHeadAttention
-from seq2seq_lit.quantization import LinearLSTM, check_quantize, quantize_for_decoding, quantize_int8
+from seq2seq_lit.inference.checkpoints import load_checkpoint
+from seq2seq_lit.inference.quantization import LinearLSTM, check_quantize, quantize_for_decoding, quantize_int8
+from seq2seq_lit.inference.translation import translate_lines
+from seq2seq_lit.modules import (
+    AdditiveAttention,
+    BahdanauDecoder,
+    ConcatAttention,
+    GeneralAttention,
+    LuongDecoder,
+    MultiHeadAttention,
+)
 from seq2seq_lit.search import GreedySearch
-from seq2seq_lit.translate import translate_lines
 
 from .conftest import compose_train
 from .test_evaluate import eval_overrides

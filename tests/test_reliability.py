@@ -17,20 +17,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq_lit.checkpoints import load_checkpoint, read_checkpoint
 from seq2seq_lit.data import BucketBatchSampler, TranslationDataset, collate, read_lines
 from seq2seq_lit.data.datamodule import ResumableDataLoader
 from seq2seq_lit.errors import DataError
+from seq2seq_lit.inference.checkpoints import load_checkpoint, read_checkpoint
+from seq2seq_lit.inference.translation import source_limit, translate_lines, translate_nbest
 from seq2seq_lit.lit_module import TOKENIZERS_KEY, Seq2SeqLitModule
-from seq2seq_lit.translate import _format, source_limit, translate_lines, translate_nbest
+from seq2seq_lit.translate import _format
 from seq2seq_lit.utils.checkpoint_io import AtomicCheckpointIO
 from seq2seq_lit.utils.nonfinite import NonFiniteError
 
 from .conftest import SYMBOLS, TINY, compose_train, reverse_data_overrides, run_module, write_reverse_corpus
 from .test_train import wandb_logged_values
-
-
-
 
 
 def assert_clean_exit(result: subprocess.CompletedProcess, status: int, *fragments: str) -> None:

@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from seq2seq_lit.data import BucketBatchSampler, ParallelText, TranslationDataModule, TranslationDataset, build_tokenizers
+from seq2seq_lit.data import (
+    BucketBatchSampler,
+    ParallelText,
+    TranslationDataModule,
+    TranslationDataset,
+    build_tokenizers,
+)
 from seq2seq_lit.data import store as store_module
 from seq2seq_lit.data.arrays import FileArray
 from seq2seq_lit.data.corpus import iter_line_blocks, read_parallel

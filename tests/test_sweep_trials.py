@@ -12,7 +12,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from seq2seq_lit.errors import ConfigError
-from seq2seq_lit.sweep.trials import FailedTrial, error_line, format_table, prior_state, read_records, recorded, write_record
+from seq2seq_lit.sweep.trials import (
+    FailedTrial,
+    error_line,
+    format_table,
+    prior_state,
+    read_records,
+    recorded,
+    write_record,
+)
 from seq2seq_lit.utils.entry import launch_dir
 
 from .conftest import compose_train

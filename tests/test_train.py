@@ -15,7 +15,6 @@ from seq2seq_lit.modules.attention.catalogue import attention_names
 from .conftest import TINY, compose_train, reverse_data_overrides, run_module
 
 
-
 def test_tiny_model_learns_to_reverse(trained_reverse_run):
     cfg, metrics = trained_reverse_run
     assert metrics["global_step"] == 250

@@ -10,9 +10,9 @@ import lightning as L
 import pytest
 import torch
 
-from seq2seq_lit.checkpoints import load_checkpoint
+from seq2seq_lit.inference.checkpoints import load_checkpoint
+from seq2seq_lit.inference.translation import translate_lines
 from seq2seq_lit.train import train
-from seq2seq_lit.translate import translate_lines
 
 from .conftest import SYMBOLS, TINY, compose_train, reverse_data_overrides, run_module, write_pairs
 from .test_reliability import logged_metrics, resumable_run_args, small_corpus  # noqa: F401 (a fixture)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from seq2seq_lit.alignment import hard_alignment, pharaoh, word_index
-from seq2seq_lit.checkpoints import load_checkpoint
+from seq2seq_lit.alignment.hard import hard_alignment, pharaoh, word_index
+from seq2seq_lit.inference.checkpoints import load_checkpoint
+from seq2seq_lit.inference.translation import translate_nbest
 from seq2seq_lit.search import BeamSearch, GreedySearch
-from seq2seq_lit.translate import translate_nbest
 
 from .conftest import run_module
 

@@ -16,8 +16,12 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow  # builds and installs a wheel: about a minute
 
-SHIPPED = ("seq2seq_lit/conf/train.yaml", "seq2seq_lit/conf/experiment/quickstart.yaml", "seq2seq_lit/conf/model/attention/general.yaml",
-           "hydra_plugins/seq2seq_lit_sweep/ray_trials.py")  # the launcher class of hydra/launcher=ray
+SHIPPED = (  # the top-level conf/ is the package seq2seq_lit.conf in the wheel
+    "seq2seq_lit/conf/train.yaml",
+    "seq2seq_lit/conf/experiment/quickstart.yaml",
+    "seq2seq_lit/conf/model/attention/general.yaml",
+    "hydra_plugins/seq2seq_lit_sweep/ray_trials.py",  # the launcher class of hydra/launcher=ray
+)
 
 USER_EXPERIMENT = """# @package _global_
 defaults:
@@ -39,8 +43,8 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     """The wheel built from a copy of the sources, and the folder it is installed into (``pip install --target``)."""
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"  # a copy: building in the checkout would leave build/ and *.egg-info there
-    shutil.copytree(REPO / "seq2seq_lit", source / "seq2seq_lit", ignore=shutil.ignore_patterns("__pycache__", "local"))
-    shutil.copytree(REPO / "hydra_plugins", source / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("seq2seq_lit", "conf", "hydra_plugins"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "local"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -54,13 +58,27 @@ def installed_env(site: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
 
 
+def in_wheel(path: Path) -> str:
+    """The name a checkout file has in the wheel (``conf/x.yaml`` -> ``conf/x.yaml``)."""
+    name = path.relative_to(REPO).as_posix()
+    return f"seq2seq_lit/{name}" if name.startswith("conf/") else name
+
+
 def test_the_wheel_carries_every_config_file(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(SHIPPED) <= names
-    in_repo = {p.relative_to(REPO).as_posix() for p in (REPO / "seq2seq_lit" / "conf").rglob("*.yaml")}
-    in_repo = {n for n in in_repo if not n.startswith("seq2seq_lit/conf/local/")}  # untracked, machine-specific
-    assert in_repo <= names, sorted(in_repo - names)
+    in_repo = {in_wheel(p) for p in (REPO / "conf").rglob("*.yaml") if "local" not in p.relative_to(REPO).parts}
+    assert in_repo <= names, sorted(in_repo - names)  # conf/local/ is untracked and machine-specific
+
+
+def test_the_wheel_carries_every_module(installed):
+    """pyproject.toml lists the packages (``seq2seq_lit.conf`` lives outside ``seq2seq_lit/``): a new folder must be
+    listed there too."""
+    wheel, _ = installed
+    names = set(zipfile.ZipFile(wheel).namelist())
+    in_repo = {in_wheel(p) for folder in ("seq2seq_lit", "conf") for p in (REPO / folder).rglob("*.py")}
+    assert in_repo <= names, f"missing from the wheel (add the package to pyproject.toml): {sorted(in_repo - names)}"
 
 
 def test_the_installed_package_composes_its_configs_outside_the_repository(installed, tmp_path):

@@ -1,4 +1,4 @@
-"""The Hydra launcher class of ``hydra/launcher=ray`` (``seq2seq_lit/conf/hydra/launcher/ray.yaml``).
+"""The Hydra launcher class of ``hydra/launcher=ray`` (``conf/hydra/launcher/ray.yaml``).
 
 Hydra instantiates launchers only from the ``hydra_plugins`` namespace package, and imports every module of it on each
 start: this one stays light (no Ray import) and hands the work to :mod:`seq2seq_lit.sweep.ray_launcher`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 
 from ..data import Batch
-from ..plotting import plot_attention
+from ..plots.attention import plot_attention
 from ..utils.loggers import log_figure
 from .fixed_sentences import FixedSentencesCallback
 

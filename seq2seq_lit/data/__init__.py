@@ -1,7 +1,7 @@
 """Data layer: corpora, sentencepiece tokenizers, batching and the Lightning data module."""
 
-from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
 from seq2seq_lit.data.arrays import TokenArrays
+from seq2seq_lit.data.batching import Batch, BucketBatchSampler, TranslationDataset, collate
 from seq2seq_lit.data.corpus import (
     SPLITS,
     Corpus,

@@ -150,7 +150,7 @@ def format_table(rows: list[tuple[str, dict[str, Any]]], metric: str | None) -> 
 
 
 class TrialRecorder(Callback):
-    """Hydra callback (``hydra.callbacks.trials`` in ``seq2seq_lit/conf/hydra/default.yaml``).
+    """Hydra callback (``hydra.callbacks.trials`` in ``conf/hydra/default.yaml``).
 
     ``on_multirun_start`` creates the sweep folder. ``on_job_end`` (where the job ran: the driver for the basic launcher, a Ray worker for ``hydra/launcher=ray``)
     writes the trial's ``trial.json``. ``on_multirun_end`` (the driver) prints the table of every trial of the sweep

@@ -26,10 +26,14 @@ from ..errors import ConfigError, Seq2SeqError
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-"""The package's ``seq2seq_lit/conf/`` folder (shipped in the wheel), as an absolute path for
-``hydra.main(config_path=...)``: a relative ``"../conf"`` is resolved as the Python module ``conf`` when the entry point
-runs as a console script (``s2s-eval``)."""
+CONFIG_MODULE = "seq2seq_lit.conf"
+"""The Hydra configs as a Python package: the repository's top-level ``conf/``, shipped in the wheel under this name
+(``pyproject.toml`` maps it). Every entry point, the notebook and the tests compose from here."""
+
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+"""``hydra.main(config_path=...)`` of every entry point: a package path, found in wheel and editable installs alike
+(a folder next to this file does not exist in an editable install, and a relative ``"../conf"`` is resolved as the
+Python module ``conf`` when the entry point runs as a console script)."""
 
 
 def config_subdir(output_dir: str) -> str:
@@ -58,13 +62,13 @@ def launch_dir() -> str:
     return os.getcwd()
 
 
-# seq2seq_lit/conf/hydra/launcher/ray.yaml is meant to be checked against the Ray plugin's schema of the same name
+# conf/hydra/launcher/ray.yaml is meant to be checked against the Ray plugin's schema of the same name
 # (its keys are the plugin's); Hydra warns twice on every start that this matching by name is deprecated.
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema", category=UserWarning)
 
-if not OmegaConf.has_resolver("s2s_config_subdir"):  # used by seq2seq_lit/conf/hydra/default.yaml
+if not OmegaConf.has_resolver("s2s_config_subdir"):  # used by conf/hydra/default.yaml
     OmegaConf.register_new_resolver("s2s_config_subdir", config_subdir)
-if not OmegaConf.has_resolver("s2s_launch_dir"):  # used by seq2seq_lit/conf/paths/default.yaml
+if not OmegaConf.has_resolver("s2s_launch_dir"):  # used by conf/paths/default.yaml
     OmegaConf.register_new_resolver("s2s_launch_dir", launch_dir)
 
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from ..errors import ConfigError
-from ..plotting import figure_to_array
+from ..plots.attention import figure_to_array
 from .atomic import atomic_open
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The catalogue of attentions: the files of the config group ``model/attention`` (``seq2seq_lit/conf/model/attention``).
+"""The catalogue of attentions: the files of the config group ``model/attention`` (``conf/model/attention``).
 
 Each file is one top-level choice (``model/attention=NAME``): its ``_target_`` names the class, its leading comment
 the source and the energy, its keys the options and their defaults. Everything that lists attentions reads them from
@@ -10,15 +10,17 @@ compares with the page). Adding an attention is its class, its YAML file and its
 from __future__ import annotations
 
 import functools
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ...utils.entry import CONFIG_DIR
+from ...utils.entry import CONFIG_MODULE
 
-ATTENTION_CONFIG_DIR = Path(CONFIG_DIR) / "model" / "attention"
+ATTENTION_CONFIGS = files(CONFIG_MODULE) / "model" / "attention"
+"""The group's folder inside the installed configs (an ``importlib.resources`` Traversable)."""
 
 
 class CatalogueEntry(NamedTuple):
@@ -40,7 +42,7 @@ class CatalogueEntry(NamedTuple):
         return hydra.utils.get_class(self.config._target_)
 
 
-def _leading_comment(path: Path) -> str:
+def _leading_comment(path: Any) -> str:
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
@@ -53,8 +55,11 @@ def _leading_comment(path: Path) -> str:
 def attention_catalogue() -> dict[str, CatalogueEntry]:
     """Every ``model/attention`` file by name, in name order."""
     return {
-        path.stem: CatalogueEntry(path.stem, OmegaConf.load(path), _leading_comment(path))
-        for path in sorted(ATTENTION_CONFIG_DIR.glob("*.yaml"))
+        path.name.removesuffix(".yaml"): CatalogueEntry(
+            path.name.removesuffix(".yaml"), OmegaConf.create(path.read_text(encoding="utf-8")), _leading_comment(path)
+        )
+        for path in sorted(ATTENTION_CONFIGS.iterdir(), key=lambda p: p.name)
+        if path.name.endswith(".yaml")
     }
 
 

@@ -14,9 +14,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .alignment_metrics import GoldAlignment
-from .data import read_lines
-from .errors import ConfigError, DataError
+from ..data import read_lines
+from ..errors import ConfigError, DataError
+from .scoring import GoldAlignment
 
 FORMATS = {"pharaoh": (0, "?"), "talp": (1, "p")}  # format -> (index base, possible-link separator)
 

@@ -9,11 +9,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..errors import ConfigError
+from ..lit_module import Seq2SeqLitModule
+from ..preflight import NUMBERS, check_numbers
 from .checkpoints import load_checkpoint, resolve_device
 from .ensemble import Ensemble
-from .errors import ConfigError
-from .lit_module import Seq2SeqLitModule
-from .preflight import NUMBERS, check_numbers
 from .quantization import quantize_for_decoding
 
 
@@ -22,7 +22,7 @@ class Decoder:
     """A loaded model ready to decode.
 
     Attributes:
-        module: one :class:`~seq2seq_lit.lit_module.Seq2SeqLitModule`, or an :class:`~seq2seq_lit.ensemble.Ensemble`.
+        module: one :class:`~seq2seq_lit.lit_module.Seq2SeqLitModule`, or an :class:`~seq2seq_lit.inference.ensemble.Ensemble`.
         paths: the checkpoint file(s).
         search: the search's config (the ``model/search`` override, else the first checkpoint's).
         quantize: the validated ``quantize`` setting.
@@ -48,8 +48,8 @@ def load_decoder(cfg: DictConfig) -> Decoder:
     ``cfg.model.search`` if given and ``cfg.quantize``.
 
     Raises:
-        DataError: as :func:`~seq2seq_lit.checkpoints.load_checkpoint`, or checkpoints of an ensemble that do not share
-            their vocabularies (:class:`~seq2seq_lit.ensemble.Ensemble`).
+        DataError: as :func:`~seq2seq_lit.inference.checkpoints.load_checkpoint`, or checkpoints of an ensemble that do not share
+            their vocabularies (:class:`~seq2seq_lit.inference.ensemble.Ensemble`).
         ConfigError: a search setting or ``quantize`` is not valid.
     """
     check_numbers(cfg, [n for n in NUMBERS if n.key.startswith("model.search.")])

@@ -23,8 +23,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
-from .modules.stepwise_lstm import layer_weights, lstm_cell
+from ..errors import ConfigError
+from ..modules.stepwise_lstm import layer_weights, lstm_cell
 
 QUANTIZE_CHOICES = ("none", "int8")
 

@@ -18,12 +18,12 @@ import sentencepiece as spm
 import torch
 from torch import Tensor, nn
 
-from .data import Batch
-from .data.tokenizer import SentencePieceTokenizer
-from .errors import DataError
-from .lit_module import Seq2SeqLitModule
-from .modules.seq2seq import EncoderMemory
-from .search import Hypotheses
+from ..data import Batch
+from ..data.tokenizer import SentencePieceTokenizer
+from ..errors import DataError
+from ..lit_module import Seq2SeqLitModule
+from ..modules.seq2seq import EncoderMemory
+from ..search import Hypotheses
 
 
 class PerModel(tuple):

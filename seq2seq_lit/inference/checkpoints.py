@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from .errors import DataError, Seq2SeqError
-from .lit_module import TOKENIZERS_KEY, Seq2SeqLitModule
-from .utils.checkpoint_io import torch_load_weights_only
+from ..errors import DataError, Seq2SeqError
+from ..lit_module import TOKENIZERS_KEY, Seq2SeqLitModule
+from ..utils.checkpoint_io import torch_load_weights_only
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .alignment import WORD_START
-from .alignment_files import FORMATS, read_alignments
-from .data import Batch, Tokenizers
-from .errors import ConfigError
+from ..data import Batch, Tokenizers
+from ..errors import ConfigError
+from .files import FORMATS, read_alignments
+from .hard import WORD_START
 
 EPSILON = 1e-6
 
@@ -67,7 +67,7 @@ class GuidedAlignment:
         cls, path: str, src_lines: Sequence[str], tgt_lines: Sequence[str], tokenizers: Tokenizers, fmt: str = "pharaoh"
     ) -> GuidedAlignment:
         """Read and check the alignment file of the training text (errors as
-        :func:`~seq2seq_lit.alignment_files.read_alignments`)."""
+        :func:`~seq2seq_lit.alignment.files.read_alignments`)."""
         alignments = read_alignments(path, src_lines, tgt_lines, fmt, corpus="of the training split")
         return cls([a.sure for a in alignments], tokenizers)
 
