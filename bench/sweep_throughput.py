@@ -64,7 +64,7 @@ def declared_gpus(hold: float) -> list[dict]:
 
     from seq2seq_lit.sweep.ray_launcher import RayTrials
 
-    with initialize_config_dir(config_dir=str(REPO / "seq2seq_lit" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train.yaml", overrides=["trainer=gpu", "hydra/launcher=ray"], return_hydra_config=True)
     launcher = RayTrials(cfg.hydra.launcher.ray)
     options = {**OmegaConf.to_container(cfg.hydra.launcher.ray.remote), **launcher._resources(cfg)}

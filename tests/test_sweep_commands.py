@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "seq2seq_lit" / "conf"
+CONF_DIR = REPO / "conf"
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DATA_DIR = Path(os.environ.get("SEQ2SEQ_DATA_DIR", REPO.parent / "shared" / "data"))
 
