@@ -180,6 +180,24 @@ def user_error(exc: BaseException) -> Seq2SeqError | None:
     return None
 
 
+def register_launchers() -> None:
+    """Register the project's Hydra launcher (``hydra/launcher=ray``: ``hydra_plugins.seq2seq_lit_sweep``) through
+    Hydra's public ``Plugins.register``.
+
+    Hydra finds plugins by listing the ``hydra_plugins`` namespace package with ``pkgutil``: that works for a wheel
+    install, but an editable install (``pip install -e .``, what ``make install`` does) maps the package with an import
+    hook that ``pkgutil`` cannot list, and Hydra would then refuse ``hydra/launcher=ray`` as an unknown plugin. The
+    launcher module is light (Ray is imported only when a sweep starts).
+    """
+    from hydra.core.plugins import Plugins
+
+    try:
+        from hydra_plugins.seq2seq_lit_sweep.ray_trials import RayTrialLauncher
+    except ImportError:  # a partial install without the plugin package: nothing to register
+        return
+    Plugins.instance().register(RayTrialLauncher)
+
+
 def exit_2_on_config_errors(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a ``@hydra.main`` function so that an error Hydra reports before the task starts (an unknown option, a
     value of the wrong type, a missing config group) exits 2, as the task's own user errors do, instead of Hydra's 1.
@@ -192,6 +210,7 @@ def exit_2_on_config_errors(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
     def main(*args: Any, **kwargs: Any) -> Any:
         global _task_started
         _task_started = False
+        register_launchers()
         try:
             return hydra_main(*args, **kwargs)
         except SystemExit as exc:
