@@ -352,6 +352,7 @@ def profile_figures(training: list[dict[str, Any]], peak: dict[str, Any]) -> dic
     for row in training:
         if row.get("flops_per_s") and peak.get("bf16_tflops"):
             row["of_bf16_peak"] = row["flops_per_s"] / (peak["bf16_tflops"] * 1e12)
+            row["of_fp32_peak"] = row["flops_per_s"] / (peak["fp32_tflops"] * 1e12)  # above 1: a CPU slow in bf16
     profiled = next((r for r in training if r.get("profile")), None)
     if profiled is None:
         return {}
@@ -465,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
                                "budget_s": args.budget_s, "overrides": overrides}
     figures["matmul_peak"] = matmul_peak(args.cpu, args.matmul_size)
     figures["training"], figures["decode"] = [], {}
+
+    def save() -> None:  # after every step: what ran is kept if the machine stops the check
+        (out / "gpu_check.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+    save()
     for i, row in enumerate(training_plan(args)):
         name = row_name(row)
         if not budget.fits(30):
@@ -474,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                                args.profile_steps if row.pop("profile", False) else 0)
         row.pop("profile", None)
         figures["training"].append({**row, **result})
+        save()
         if i == 0:  # decoding right after the reference run, whose checkpoint it reads: before the budget runs out
             ckpt = result.get("best_model_path") if result["ok"] else None
             for batch in args.decode_batches:
@@ -483,9 +490,11 @@ def main(argv: list[str] | None = None) -> int:
                     figures["decode"][batch] = dict(SKIPPED)
                 else:
                     figures["decode"][batch] = decode_run(ckpt, overrides, args.decode_limit, batch, budget)
+                save()
     figures["profile"] = profile_figures(figures["training"], figures["matmul_peak"])
     figures["compile"] = compile_verdicts(figures["training"])
     figures["cuda_tests"] = {} if args.no_tests else (cuda_tests(out, budget) if budget.fits(30) else dict(SKIPPED))
+    save()
     figures["ddp"] = {}
     if args.ddp_steps:
         ddp_overrides = ["trainer=ddp", "trainer.devices=1", *overrides]
@@ -495,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = format_table(figures)
     print(table, flush=True)
-    (out / "gpu_check.json").write_text(json.dumps(figures, indent=2) + "\n")
+    save()
     (out / "gpu_check.txt").write_text(table)
     print(f"[gpu_check] figures: {out / 'gpu_check.json'}", flush=True)
     steps = [figures["cuda_tests"] or {"ok": True}, *figures["training"], *figures["decode"].values(), figures["ddp"] or {"ok": True}]
