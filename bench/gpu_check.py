@@ -22,8 +22,9 @@ this order (``--budget-s`` marks what no longer fits as skipped and stops a step
    ``torch.profiler``: CUDA kernels launched per step, GPU busy time against wall time per step, the top kernels
    (on a CPU the top-level operators instead).
 4. **compile vs eager**: each compiled row's tokens/s over its eager twin's, with a verdict in words.
-5. **decoding**: the test split translated by the reference run's checkpoint, greedy and beam 5, at each
-   ``--decode-batches`` size, in sentences/s with BLEU (``bench/train_decode.py``'s decoding child).
+5. **decoding** (run right after the reference training): the test split translated by the reference run's
+   checkpoint, greedy and beam 5, at each ``--decode-batches`` size, in sentences/s with BLEU
+   (``bench/train_decode.py``'s decoding child).
 6. **unit tests** marked ``cuda`` (``pytest -m cuda``; skipped without a GPU).
 7. **DDP through NCCL** (gloo on the CPU): ``trainer=ddp trainer.devices=1`` for ``--ddp-steps`` steps.
 
@@ -196,7 +197,8 @@ def train_run(name: str, overrides: list[str], steps: int, out: Path, budget: Bu
     speed, profile = run_dir / "speed.json", run_dir / "profile.json"
     warmup = min(warmup, steps // 2)
     callbacks = [f"+callbacks.training_speed={{_target_:gpu_check.TrainingSpeed,path:'{speed}',warmup:{warmup}}}"]
-    if profile_steps:
+    profile_steps = min(profile_steps, warmup - 1)
+    if profile_steps > 0:
         first = max(1, (warmup - profile_steps) // 2)  # after the first steps' one-off work, done before timing
         callbacks.append(f"+callbacks.step_profile={{_target_:step_profile.StepProfile,path:'{profile}',"
                          f"start:{first},steps:{profile_steps}}}")
@@ -350,6 +352,7 @@ def profile_figures(training: list[dict[str, Any]], peak: dict[str, Any]) -> dic
     for row in training:
         if row.get("flops_per_s") and peak.get("bf16_tflops"):
             row["of_bf16_peak"] = row["flops_per_s"] / (peak["bf16_tflops"] * 1e12)
+            row["of_fp32_peak"] = row["flops_per_s"] / (peak["fp32_tflops"] * 1e12)  # above 1: a CPU slow in bf16
     profiled = next((r for r in training if r.get("profile")), None)
     if profiled is None:
         return {}
@@ -462,8 +465,13 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {"environment": environment(args.cpu), "steps": args.steps, "warmup": args.warmup,
                                "budget_s": args.budget_s, "overrides": overrides}
     figures["matmul_peak"] = matmul_peak(args.cpu, args.matmul_size)
-    figures["training"] = []
-    for row in training_plan(args):
+    figures["training"], figures["decode"] = [], {}
+
+    def save() -> None:  # after every step: what ran is kept if the machine stops the check
+        (out / "gpu_check.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+    save()
+    for i, row in enumerate(training_plan(args)):
         name = row_name(row)
         if not budget.fits(30):
             result = dict(SKIPPED)
@@ -472,19 +480,21 @@ def main(argv: list[str] | None = None) -> int:
                                args.profile_steps if row.pop("profile", False) else 0)
         row.pop("profile", None)
         figures["training"].append({**row, **result})
+        save()
+        if i == 0:  # decoding right after the reference run, whose checkpoint it reads: before the budget runs out
+            ckpt = result.get("best_model_path") if result["ok"] else None
+            for batch in args.decode_batches:
+                if not ckpt:
+                    figures["decode"][batch] = {"ok": False, "reason": "no checkpoint: the reference training did not run"}
+                elif not budget.fits(20):
+                    figures["decode"][batch] = dict(SKIPPED)
+                else:
+                    figures["decode"][batch] = decode_run(ckpt, overrides, args.decode_limit, batch, budget)
+                save()
     figures["profile"] = profile_figures(figures["training"], figures["matmul_peak"])
     figures["compile"] = compile_verdicts(figures["training"])
-    reference = figures["training"][0]
-    ckpt = reference.get("best_model_path") if reference["ok"] else None
-    figures["decode"] = {}
-    for batch in args.decode_batches:
-        if not ckpt:
-            figures["decode"][batch] = {"ok": False, "reason": "no checkpoint: the reference training failed"}
-        elif not budget.fits(20):
-            figures["decode"][batch] = dict(SKIPPED)
-        else:
-            figures["decode"][batch] = decode_run(ckpt, overrides, args.decode_limit, batch, budget)
     figures["cuda_tests"] = {} if args.no_tests else (cuda_tests(out, budget) if budget.fits(30) else dict(SKIPPED))
+    save()
     figures["ddp"] = {}
     if args.ddp_steps:
         ddp_overrides = ["trainer=ddp", "trainer.devices=1", *overrides]
@@ -494,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = format_table(figures)
     print(table, flush=True)
-    (out / "gpu_check.json").write_text(json.dumps(figures, indent=2) + "\n")
+    save()
     (out / "gpu_check.txt").write_text(table)
     print(f"[gpu_check] figures: {out / 'gpu_check.json'}", flush=True)
     steps = [figures["cuda_tests"] or {"ok": True}, *figures["training"], *figures["decode"].values(), figures["ddp"] or {"ok": True}]

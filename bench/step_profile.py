@@ -2,7 +2,7 @@
 
 On a GPU it counts the device activities per step (kernels; copies and memsets apart), the time the GPU was busy
 (the union of their intervals) against the wall time of the steps, and the kernels that took the most GPU time. On a
-CPU the same code counts the top-level operators instead (``aten::...`` calls not inside another recorded call) and
+CPU the same code counts the outermost operators instead (``aten::...`` calls made from no other operator) and
 their time. Used by ``bench/gpu_check.py`` (a callback of one training run, inside its untimed warm-up).
 """
 
@@ -34,6 +34,19 @@ def _busy_us(intervals: Iterable[tuple[float, float]]) -> float:
     return busy
 
 
+def _outermost_op(event: Any) -> bool:
+    """Whether ``event`` is an ``aten::`` operator called from no other one (Lightning's and the optimizer's recorded
+    ranges around it do not count)."""
+    if not event.name.startswith("aten::"):
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
 def summarize(events: Iterable[Any], steps: int, wall_s: float, cuda: bool, top: int = 10) -> dict[str, Any]:
     """Figures per step of the profiler's ``events`` (``prof.events()``) over ``steps`` steps that took ``wall_s``
     seconds of wall time.
@@ -47,8 +60,8 @@ def summarize(events: Iterable[Any], steps: int, wall_s: float, cuda: bool, top:
         activities = [e for e in events if e.device_type == DeviceType.CUDA]
         counted = "CUDA kernels (memcpy / memset counted apart)"
     else:
-        activities = [e for e in events if e.device_type == DeviceType.CPU and e.cpu_parent is None]
-        counted = "top-level CPU operators (no GPU: the same code path, counted on the host)"
+        activities = [e for e in events if e.device_type == DeviceType.CPU and _outermost_op(e)]
+        counted = "outermost aten operators on the CPU (no GPU: the same code path, counted on the host)"
     copies = [e for e in activities if cuda and e.name.startswith(("Memcpy", "Memset"))]
     busy_us = _busy_us((e.time_range.start, e.time_range.end) for e in activities)
     by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])

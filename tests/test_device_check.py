@@ -78,7 +78,8 @@ def _probe_wheel(folder: Path) -> Path:
 
 
 def _run_sh(out: Path, wheels: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, "WHEELS": str(wheels), "OMP_NUM_THREADS": "1", "TMPDIR": str(out.parent)}
+    env = {**os.environ, "PYTHON": sys.executable, "WHEELS": str(wheels), "OMP_NUM_THREADS": "1", "TMPDIR": str(out.parent),
+           "BUDGET_S": "0"}  # no time budget: this shared CPU is far slower than the GPU machine the default is for
     for name in ("SEQ2SEQ_DATA_DIR", "OUT", "PYTHONPATH"):
         env.pop(name, None)
     return subprocess.run(["bash", "bench/device/run.sh", str(out), *args], cwd=REPO, env=env, capture_output=True,
@@ -112,7 +113,7 @@ def test_run_sh_runs_every_step_on_the_cpu_and_hands_back_few_files(reverse_corp
     log = (out / "run.log").read_text()
     for step in ("machine", "wheels", "import check", "gpu_check", "output"):
         assert re.search(rf"\[run.sh\] {step} +\d+\.\d s", log), step
-    assert "installed: s2s_probe-1.0" in log
+    assert re.search(r"installed: .*s2s_probe-1.0", log)
     if prepared:  # hydra comes from the carried wheel, as on the GPU machine
         assert "hydra_core-" in log
         assert str(tmp_path) in json.loads((out / "gpu_check.json").read_text())["environment"]["hydra"]
@@ -131,7 +132,7 @@ def test_run_sh_runs_every_step_on_the_cpu_and_hands_back_few_files(reverse_corp
         assert row["tokens_per_s"] > 0 and row["peak_memory_mib"] > 0 and 0 < row["train/loss"] < 10
         assert 0 <= row["test/bleu"] <= 100 and 0 < row["of_bf16_peak"]
     profile = figures["profile"]  # on the CPU: operators counted instead of kernels
-    assert profile["row"] == "train_32_b16_feed" and profile["steps"] == 3 and "CPU operators" in profile["counted"]
+    assert profile["row"] == "train_32_b16_feed" and profile["steps"] == 3 and "operators on the CPU" in profile["counted"]
     assert profile["kernels_per_step"] > 10 and 0 < profile["busy_fraction"] <= 1.0001 and profile["top"]
     assert 0 < profile["busy_fraction_unprofiled"]
     (verdict,) = figures["compile"]

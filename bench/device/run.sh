@@ -7,11 +7,11 @@
 #
 # Steps, each timed: the machine (nvidia-smi, python3, torch); the wheels installed with pip --target into a
 # temporary folder and put on PYTHONPATH with the checkout (no build, no .venv); an import check; bench/gpu_check.py
-# (docs/performance.md) within BUDGET_S seconds (default 330, so that the call, the machine's start included, stays
-# well inside 10 minutes and a rerun fits in the device time); then the output folder gets at most 5 files, none in
+# (docs/performance.md) with STEPS steps per training (default 100) within BUDGET_S seconds (default 300: about 7
+# minutes for the call with the machine's start, and a rerun on the warm machine still fits in 15 minutes); then the output folder gets at most 5 files, none in
 # a subfolder: gpu_check.json, gpu_check.txt (the table), run.log (this whole console), logs.tar.gz (every run's
 # log, metrics and speed and profile figures; no checkpoints). Exit status: gpu_check's (0: every step ran).
-# Environment: PYTHON (default python3), WHEELS (default .whl), BUDGET_S (default 330).
+# Environment: PYTHON (default python3), WHEELS (default .whl), BUDGET_S (default 300), STEPS (default 100).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 REPO="$(pwd)"
@@ -20,7 +20,8 @@ if [[ $# -gt 0 && "$1" != "--" ]]; then OUT_DIR="$1"; shift; fi
 if [[ $# -gt 0 && "$1" == "--" ]]; then shift; fi
 PYTHON="${PYTHON:-python3}"
 WHEELS="${WHEELS:-.whl}"
-BUDGET_S="${BUDGET_S:-330}"
+BUDGET_S="${BUDGET_S:-300}"
+STEPS="${STEPS:-100}"
 mkdir -p "$OUT_DIR" && OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/s2s-device-XXXXXX")"
 exec > >(tee "$OUT_DIR/run.log") 2>&1
@@ -62,7 +63,7 @@ elif [[ " $* " != *" data="* ]]; then
     fail "no .device_data/multi30k. Fix: run bash bench/device/prepare.sh on the CPU machine and carry .device_data"
 fi
 export SEQ2SEQ_CACHE_DIR="$WORK/cache" PYTHONUNBUFFERED=1 WANDB_MODE=disabled
-"$PYTHON" bench/gpu_check.py --out "$WORK/check" --budget-s "$BUDGET_S" "$@"
+"$PYTHON" bench/gpu_check.py --out "$WORK/check" --budget-s "$BUDGET_S" --steps "$STEPS" "$@"
 status=$?
 stamp "gpu_check"
 
