@@ -37,7 +37,7 @@ def average(cfg: DictConfig) -> Path:
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("no output file; fix: pass output=PATH.ckpt")
     overwrite = bool(cfg.get("overwrite"))
-    output = check_output_path("output", cfg.output)
+    output = check_output_path("output", cfg.output, overwrite=overwrite, replaces="inference checkpoint")
     inputs = cfg.get("inputs")
     if isinstance(inputs, str):
         inputs = [inputs]

@@ -168,8 +168,8 @@ def test_05_a_missing_test_file_stops_the_run_before_the_first_step(tiny_corpus,
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.optimizer.lr=-0.01", "model.optimizer.lr=-0.01: the learning rate must be a number > 0"),
-        ("model.optimizer.lr=abc", "model.optimizer.lr='abc': the learning rate must be a number > 0"),
+        ("model.optimizer.lr=-0.01", "model.optimizer.lr=-0.01: the learning rate must be a finite number > 0"),
+        ("model.optimizer.lr=abc", "model.optimizer.lr='abc': the learning rate must be a finite number > 0"),
         ("+model.new_key=1", "model.new_key: not an option of seq2seq_lit.lit_module.Seq2SeqLitModule"),
         ("+model.optimizer.betaz=1", "model.optimizer.betaz: not an option of torch.optim.Adam"),
     ],
