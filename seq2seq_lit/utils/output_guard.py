@@ -65,16 +65,7 @@ def check_output_path(
         ConfigError: ``path`` is a folder, its folder is missing or not writable, or ``path`` is an input, a checkpoint
             or a training run's record (see the module's docstring).
     """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(
-            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
+    path = check_output_location(key, path)
     if not path.exists():
         return path
     can_overwrite = overwrite is not None  # the tool takes overwrite=true
@@ -96,6 +87,26 @@ def check_output_path(
             + (" (its optimizer state and step: ckpt_path=last could no longer resume)" if kind == "training checkpoint" else "")
             + f". Fix: pass another {key}" + (", or add overwrite=true to replace it" if can_overwrite else "")
         )
+    return path
+
+
+def check_output_location(key: str, path: str | os.PathLike[str]) -> Path:
+    """The first half of :func:`check_output_path`, for a tool that learns its inputs only later (``s2s-average
+    ckpt_dir=``): ``path`` is not a folder, and its folder exists and is writable; returns it as a Path.
+
+    Raises:
+        ConfigError: naming ``key`` and the fix.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
     return path
 
 
