@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .inference.checkpoints import AVERAGED_KEY, average_checkpoints, last_checkpoints
 from .utils.checkpoint_io import atomic_torch_save
 from .utils.entry import CONFIG_PATH, exit_2_on_config_errors, run_entry_point
-from .utils.output_guard import check_output_path
+from .utils.output_guard import check_output_location, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def average(cfg: DictConfig) -> Path:
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("no output file; fix: pass output=PATH.ckpt")
     overwrite = bool(cfg.get("overwrite"))
-    output = check_output_path("output", cfg.output)
+    output = check_output_location("output", cfg.output)  # the rest once the inputs are known
     inputs = cfg.get("inputs")
     if isinstance(inputs, str):
         inputs = [inputs]

@@ -168,8 +168,8 @@ def test_05_a_missing_test_file_stops_the_run_before_the_first_step(tiny_corpus,
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.optimizer.lr=-0.01", "model.optimizer.lr=-0.01: the learning rate must be a number > 0"),
-        ("model.optimizer.lr=abc", "model.optimizer.lr='abc': the learning rate must be a number > 0"),
+        ("model.optimizer.lr=-0.01", "model.optimizer.lr=-0.01: the learning rate must be a finite number > 0"),
+        ("model.optimizer.lr=abc", "model.optimizer.lr='abc': the learning rate must be a finite number > 0"),
         ("+model.new_key=1", "model.new_key: not an option of seq2seq_lit.lit_module.Seq2SeqLitModule"),
         ("+model.optimizer.betaz=1", "model.optimizer.betaz: not an option of torch.optim.Adam"),
     ],
@@ -376,6 +376,7 @@ def _call_tool(module: str, option: str, value: Path, run: Path, corpus: dict[st
     return None
 
 
+@pytest.mark.slow
 def test_26_every_tools_output_options_are_guarded(tiny_run, tiny_corpus, tmp_path, capsys):
     """Cases 1-4 as a class: every output option of every s2s-* console script, pointed at an input, a training
     checkpoint, a step checkpoint, a run's metrics.json or its .hydra record, exits 2 and changes nothing."""
@@ -505,6 +506,7 @@ def test_26_05_validating_less_often_than_the_run_has_epochs_is_refused(tiny_cor
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was trained
 
 
+@pytest.mark.slow
 def test_26_05_the_suggested_fix_trains(tiny_corpus, tmp_path):
     fix = ["trainer.limit_val_batches=0", "model/scheduler=constant", "callbacks.model_checkpoint=null"]
     metrics = train(compose_train(quick_run(tiny_corpus, *fix), tmp_path / "run"))

@@ -48,7 +48,7 @@ def check_output_path(
     path: str | os.PathLike[str],
     *,
     inputs: Iterable[tuple[str, str | os.PathLike[str]]] = (),
-    overwrite: bool = False,
+    overwrite: bool | None = None,
     replaces: str | None = None,
 ) -> Path:
     """Check, before any work, that ``path`` can be written as the output ``key``; returns it as a Path.
@@ -57,26 +57,18 @@ def check_output_path(
         key: the option that named the output (for the message), e.g. ``"output"`` or ``"--plot"``.
         path: the output file.
         inputs: ``(key, path)`` of the command's input files.
-        overwrite: the user asked to replace an input or a checkpoint (``overwrite=true``).
+        overwrite: the user asked to replace an input or a checkpoint (``overwrite=true``); None for a tool without
+            that option (the message then does not offer it).
         replaces: ``"inference checkpoint"`` where the tool's product is one (an older product may be replaced).
 
     Raises:
         ConfigError: ``path`` is a folder, its folder is missing or not writable, or ``path`` is an input, a checkpoint
             or a training run's record (see the module's docstring).
     """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(
-            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
+    path = check_output_location(key, path)
     if not path.exists():
         return path
-    can_overwrite = key in ("output", "alignment_output")  # the options of the tools that take overwrite=true
+    can_overwrite = overwrite is not None  # the tool takes overwrite=true
     if not overwrite:
         for input_key, input_path in inputs:
             if input_path and Path(input_path).exists() and os.path.samefile(path, input_path):
@@ -93,8 +85,28 @@ def check_output_path(
         raise ConfigError(
             f"{key}={path} is a {kind}; writing over it would lose it"
             + (" (its optimizer state and step: ckpt_path=last could no longer resume)" if kind == "training checkpoint" else "")
-            + f". Fix: pass another {key}" + (", or add overwrite=true to replace it" if key == "output" and replaces else "")
+            + f". Fix: pass another {key}" + (", or add overwrite=true to replace it" if can_overwrite else "")
         )
+    return path
+
+
+def check_output_location(key: str, path: str | os.PathLike[str]) -> Path:
+    """The first half of :func:`check_output_path`, for a tool that learns its inputs only later (``s2s-average
+    ckpt_dir=``): ``path`` is not a folder, and its folder exists and is writable; returns it as a Path.
+
+    Raises:
+        ConfigError: naming ``key`` and the fix.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{key}={path}: a folder, not a file. Fix: pass a file path, e.g. {key}={path / 'out'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{key}={path}: the folder {folder} does not exist. Fix: create it (mkdir -p {folder}) or pass another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: the folder {folder} is not writable. Fix: pass a path in a folder you can write")
     return path
 
 
