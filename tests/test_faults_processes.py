@@ -411,26 +411,31 @@ def test_16_a_store_built_by_one_user_is_opened_and_extended_by_another_of_its_g
         os.chmod(shared, 0o2775)  # setgid: what is created in it belongs to the group, as on a shared cache
         corpus = corpus_in(shared / "corpus", {"train": 300, "val": 10, "test": 10}, seed=9)
 
-        def prepare(name: str, *extra: str, **user) -> Finished:
-            args = ["python", "-m", "seq2seq_lit.prepare", *reverse_data_overrides(corpus), *extra,
-                    f"paths.cache_dir={shared / name / 'cache'}", f"data.store_dir={shared / 'stores'}",
-                    f"hydra.run.dir={shared / name / 'run'}"]
-            return run_group(*args, timeout=300, HOME=str(shared / name), **user)
+        def prepare(name: str, *extra: str, user: int = 0, groups: tuple[int, ...] = ()) -> Finished:
+            """s2s-prepare as ``user`` (root: the owner) with umask 002, each user in a folder of their own."""
+            args = [*reverse_data_overrides(corpus), *extra, f"paths.cache_dir={shared / name / 'cache'}",
+                    f"data.store_dir={shared / 'stores'}", f"hydra.run.dir={shared / name / 'run'}"]
+            if user == 0:
+                return run_group("python", "-m", "seq2seq_lit.prepare", *args, timeout=300, umask=0o002)
+            (shared / name).mkdir(exist_ok=True)  # the user's own (run_as_user imports as root, which may write there)
+            os.chown(shared / name, user, user)
+            as_user = ["python", str(Path(__file__).parent / "run_as_user.py"), str(user), str(user),
+                       ",".join(map(str, groups)), "002", "seq2seq_lit.prepare"]
+            return run_group(*as_user, *args, timeout=300, HOME=str(shared / name))
 
-        first = prepare("owner", umask=0o002)
+        first = prepare("owner")
         assert first.returncode == 0, first.stderr[-3000:]
         (store,) = [p for p in (shared / "stores").iterdir() if not p.name.startswith(".")]
         assert stat.S_IMODE(store.stat().st_mode) & 0o070 == 0o070
 
-        colleague = {"user": SECOND_USER, "group": SECOND_USER, "extra_groups": [SHARED_GROUP], "umask": 0o002}
+        colleague = {"user": SECOND_USER, "groups": (SHARED_GROUP,)}
         opened = prepare("colleague", **colleague)
         assert opened.returncode == 0, opened.stderr[-3000:]
         assert "damaged" not in opened.stdout + opened.stderr and f"at {store}" in opened.stdout
         extended = prepare("colleague", "data.tokenizer.vocab_size=20", **colleague)  # a new store in the same folder
         assert extended.returncode == 0, extended.stderr[-3000:]
 
-        stranger = prepare("stranger", "data.tokenizer.vocab_size=22", user=SECOND_USER, group=SECOND_USER,
-                           extra_groups=[], umask=0o002)
+        stranger = prepare("stranger", "data.tokenizer.vocab_size=22", user=SECOND_USER)
         assert stranger.returncode == 2 and "Traceback" not in stranger.stderr
         assert f"error: data.store_dir={shared / 'stores'}: " in stranger.stderr
         assert "paths.output_dir" not in stranger.stderr

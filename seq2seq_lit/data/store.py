@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -512,12 +512,15 @@ def _encode_split(
     outputs = [open(folder / f"{split}.{side}{suffix}", "wb") for side in SIDES]
     bar = tqdm(desc=f"encoding {split}", unit=" pairs", unit_scale=True, disable=None if progress is None else not progress)
     try:
-        for encoded in _encoded_chunks(iter_parallel(*paths, _CHUNK_PAIRS), cached, dtype, workers):
-            for side, (ids, side_lengths, counts) in enumerate(encoded):
-                ids.tofile(outputs[side])
-                lengths[side].append(side_lengths)
-                used[side] += counts
-            bar.update(len(encoded[0][1]))
+        # closing(): an error or a Ctrl+C in this loop shuts the worker pool down now; left to the garbage collector,
+        # the suspended generator would shut it down while the interpreter exits, where that can hang.
+        with closing(_encoded_chunks(iter_parallel(*paths, _CHUNK_PAIRS), cached, dtype, workers)) as chunks:
+            for encoded in chunks:
+                for side, (ids, side_lengths, counts) in enumerate(encoded):
+                    ids.tofile(outputs[side])
+                    lengths[side].append(side_lengths)
+                    used[side] += counts
+                bar.update(len(encoded[0][1]))
         for output in outputs:
             output.flush()
             os.fsync(output.fileno())
