@@ -58,6 +58,7 @@ def _log_span(log: Path) -> tuple[datetime, datetime]:
 
 def declared_gpus(hold: float) -> list[dict]:
     """Three trials' requests on a Ray with 2 declared GPUs: which device each got, and when it ran."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every trial's line, as the launcher shows them (read on import)
     import ray
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -76,7 +77,6 @@ def declared_gpus(hold: float) -> list[dict]:
         time.sleep(hold)
         return {"trial": n, "CUDA_VISIBLE_DEVICES": devices, "start": start, "end": time.time()}
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every trial's line, as the launcher shows them
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
     try:
         rows = ray.get([ray.remote(trial).options(**options).remote(n) for n in range(3)])

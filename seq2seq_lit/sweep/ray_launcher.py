@@ -104,8 +104,6 @@ class RayTrials:
     def _start_ray(self) -> None:
         import ray
 
-        # each trial's log lines shown as they are, not merged across workers (read by the driver when Ray starts)
-        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         if ray.is_initialized():
             return
         init = OmegaConf.to_container(self.ray_cfg.init, resolve=True) or {}

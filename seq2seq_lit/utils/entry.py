@@ -62,6 +62,10 @@ def launch_dir() -> str:
     return os.getcwd()
 
 
+# hydra/launcher=ray: each trial's log lines shown as they are, not merged across trials. Ray reads RAY_DEDUP_LOGS
+# once, when imported, and Hydra imports it while scanning its plugins, before any launcher is set up: hence here.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
 # conf/hydra/launcher/ray.yaml is meant to be checked against the Ray plugin's schema of the same name
 # (its keys are the plugin's); Hydra warns twice on every start that this matching by name is deprecated.
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema", category=UserWarning)
