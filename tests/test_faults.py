@@ -34,7 +34,7 @@ from seq2seq_lit.translate import _format, translate
 from seq2seq_lit.utils.atomic import atomic_write_text, remove_orphaned_temporaries
 from seq2seq_lit.utils.entry import RunInterrupted, run_entry_point, user_error
 
-from .conftest import CONF_DIR, TINY, compose_train, reverse_data_overrides, run_module, write_reverse_corpus
+from .conftest import CONF_DIR, REPO, TINY, compose_train, reverse_data_overrides, run_module, write_reverse_corpus
 from .test_reliability import assert_clean_exit
 
 
@@ -331,7 +331,7 @@ def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
 def _pyproject_scripts() -> dict[str, str]:
     import tomllib
 
-    pyproject = tomllib.loads((CONF_DIR.parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     return {name: target.split(":")[0] for name, target in pyproject["project"]["scripts"].items()}
 
 
