@@ -42,8 +42,9 @@ def wandb_api_key_available() -> bool:
         return False
 
 
-# Overrides that say where a run reads and writes, not what it is: left out of run names and hyperparameters.
-PLACE_OVERRIDES = ("paths.", "hydra.", "data.train_", "data.val_", "data.test_", "ckpt_path")
+# Overrides that say where a run reads and writes (``logger``: where its metrics go), not what it is: left out of
+# run names and hyperparameters.
+PLACE_OVERRIDES = ("paths.", "hydra.", "data.train_", "data.val_", "data.test_", "ckpt_path", "logger")
 
 
 def run_overrides() -> list[str]:
