@@ -3,9 +3,11 @@ training step, so DDP runs without ``find_unused_parameters``; one real 2-proces
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import socket
+import time
 from pathlib import Path
 
 import hydra
@@ -102,6 +104,7 @@ def _ddp_worker(rank: int, port: int, configs: list[dict], failures) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
+    model = None
     try:
         for config in configs:
             torch.manual_seed(0)
@@ -111,6 +114,11 @@ def _ddp_worker(rank: int, port: int, configs: list[dict], failures) -> None:
     except Exception as e:  # noqa: BLE001 (reported to the test)
         failures.put(f"rank {rank}: {type(e).__name__}: {e}"[:2000])
     finally:
+        # The DDP reducer must be freed while the process group is still registered. Freed after
+        # destroy_process_group, it holds the group's last reference; the group's destructor then joins gloo threads
+        # that wait for the GIL the destructor holds, and the worker never exits (seen once in a full suite run).
+        model = None
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -122,7 +130,15 @@ def test_ddp_steps_every_combination_without_find_unused_parameters():
         port = s.getsockname()[1]
     context = mp.get_context("spawn")
     failures = context.SimpleQueue()
-    mp.start_processes(_ddp_worker, args=(port, configs, failures), nprocs=2, join=True, start_method="spawn")
+    workers = mp.start_processes(_ddp_worker, args=(port, configs, failures), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 600  # 32 s alone on 2 cores; a hung worker fails the test instead of the whole CI run
+    try:
+        while not workers.join(timeout=5):
+            assert time.monotonic() < deadline, "the DDP workers did not finish within 600 s"
+    finally:
+        for process in workers.processes:
+            if process.is_alive():
+                process.kill()
     errors = []
     while not failures.empty():
         errors.append(failures.get())
