@@ -24,8 +24,8 @@ from omegaconf import DictConfig
 from .analysis.gradients import encoded_batches, gradient_profile
 from .build import build_data, build_module, prepare_run
 from .data import read_parallel
+from .data.held_out import split_files
 from .errors import ConfigError
-from .evaluate import EVAL_SPLITS, split_files
 from .inference.checkpoints import load_checkpoint, resolve_device
 from .plots.gradients import plot_gradient_profiles
 from .utils.atomic import atomic_open, atomic_write_text
@@ -45,7 +45,7 @@ def measure_gradients(cfg: DictConfig) -> list[dict[str, Any]]:
 
     Raises:
         ConfigError: ``sentences`` or ``batch_size`` is below 1, ``split`` is not val or test, its files are wrong (see
-            :func:`~seq2seq_lit.evaluate.split_files`), an output file is an input, a checkpoint or a training run's
+            :func:`~seq2seq_lit.data.held_out.split_files`), an output file is an input, a checkpoint or a training run's
             record (:func:`~seq2seq_lit.utils.output_guard.check_output_dir`), or the split has no pair to measure.
         DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
     """
@@ -53,9 +53,7 @@ def measure_gradients(cfg: DictConfig) -> list[dict[str, Any]]:
         value = cfg.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{key}={value!r}; fix: a whole number of at least 1" + (", or null for all" if key == "sentences" else ""))
-    if cfg.split not in EVAL_SPLITS:
-        raise ConfigError(f"split={cfg.split!r}; fix: use one of {', '.join(EVAL_SPLITS)} (held-out pairs)")
-    src_path, ref_path = split_files(cfg.data, cfg.split)
+    src_path, ref_path = split_files(cfg.data, cfg.split, key="split")
     output_dir = check_output_dir(
         "output_dir", cfg.output_dir, OUTPUT_FILES,
         inputs=[("source", src_path), ("reference", ref_path), *checkpoint_inputs(cfg.ckpt_path)],
