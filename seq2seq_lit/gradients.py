@@ -52,7 +52,8 @@ def measure_gradients(cfg: DictConfig) -> list[dict[str, Any]]:
     for key in ("sentences", "batch_size"):
         value = cfg.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key}={value!r}; fix: a whole number of at least 1" + (", or null for all" if key == "sentences" else ""))
+            for_all = ", or null for all" if key == "sentences" else ""
+            raise ConfigError(f"{key}={value!r}; fix: a whole number of at least 1{for_all}")
     src_path, ref_path = split_files(cfg.data, cfg.split, key="split")
     output_dir = check_output_dir(
         "output_dir", cfg.output_dir, OUTPUT_FILES,

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-OFFSETS = (("from_end", "distance from the source's end (pieces; 0 = EOS)"), ("from_start", "position from the source's start (pieces)"))
+OFFSETS = (
+    ("from_end", "distance from the source's end (pieces; 0 = EOS)"),
+    ("from_start", "position from the source's start (pieces)"),
+)
 
 
 def plot_gradient_profiles(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path | str, title: str = "") -> Figure:
