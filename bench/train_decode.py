@@ -247,7 +247,7 @@ def child_decode(spec: dict[str, Any]) -> dict[str, Any]:
 
     from seq2seq_lit.build import build_data, build_module
     from seq2seq_lit.data import read_parallel
-    from seq2seq_lit.evaluate import split_files
+    from seq2seq_lit.data.held_out import split_files
     from seq2seq_lit.inference.checkpoints import load_checkpoint
     from seq2seq_lit.inference.quantization import quantize_for_decoding
     from seq2seq_lit.inference.translation import translate_lines

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .data import read_parallel
+from .data.held_out import split_files
 from .errors import ConfigError
 from .inference.checkpoints import AVERAGED_KEY, read_checkpoint
 from .inference.decoding import load_decoder
@@ -38,36 +39,7 @@ from .utils.output_guard import check_output_dir, checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
-EVAL_SPLITS = ("val", "test")
 OUTPUT_FILES = ("hypotheses.txt", "metrics.json")
-
-
-def split_files(data_cfg: DictConfig, split: str) -> tuple[Path, Path]:
-    """(source file, reference file) of ``split`` under a ``data`` config, without building the data module (so no
-    tokenizer is trained).
-
-    A config with a ``corpus`` node (``data=multi30k``) instantiates the corpus and asks it (downloading the corpus
-    first if it is neither local nor cached); a flat one (``data=parallel_text``) gives ``data.<split>_src`` and
-    ``data.<split>_tgt``; the train and val files of a flat config may stay unset.
-
-    Raises:
-        ConfigError: the split is not val or test, or its files are not set.
-        DataError: a download failed (see :meth:`~seq2seq_lit.data.multi30k.Multi30k.prepare`).
-    """
-    if split not in EVAL_SPLITS:
-        raise ConfigError(f"data.split={split!r}; fix: use one of {', '.join(EVAL_SPLITS)}")
-    if "corpus" in data_cfg:
-        corpus = hydra.utils.instantiate(data_cfg.corpus)
-        corpus.prepare()
-        return corpus.paths(split)
-    keys = (f"{split}_src", f"{split}_tgt")
-    unset = [k for k in keys if k not in data_cfg or OmegaConf.is_missing(data_cfg, k) or data_cfg[k] is None]
-    if unset:
-        raise ConfigError(
-            f"{' and '.join('data.' + k for k in unset)} not set; fix: pass data.{keys[0]}=FILE data.{keys[1]}=FILE "
-            f"(line-aligned source and reference files)"
-        )
-    return Path(data_cfg[keys[0]]).expanduser(), Path(data_cfg[keys[1]]).expanduser()
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -75,8 +47,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     Raises:
         ConfigError: ``ckpt_path`` is missing, ``batch_size`` < 1, the split or its files are wrong (see
-            :func:`split_files`), ``output_dir`` holds a training run's ``metrics.json`` or an input (see
-            :func:`~seq2seq_lit.utils.output_guard.check_output_dir`), or ``quantize`` is not valid here (see
+            :func:`~seq2seq_lit.data.held_out.split_files`), ``output_dir`` holds a training run's ``metrics.json`` or
+            an input (see :func:`~seq2seq_lit.utils.output_guard.check_output_dir`), or ``quantize`` is not valid here (see
             :func:`~seq2seq_lit.inference.quantization.check_quantize`).
         DataError: the checkpoint or the text files cannot be read, or the two files differ in line count.
     """

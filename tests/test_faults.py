@@ -338,7 +338,7 @@ def _pyproject_scripts() -> dict[str, str]:
 def _call_tool(module: str, option: str, value: Path, run: Path, corpus: dict[str, Path], work: Path) -> int | None:
     """Run ``module``'s task in this process with the output ``option`` set to ``value`` and every other argument a
     valid one; returns the exit status (None: it returned)."""
-    from seq2seq_lit import align, compare, evaluate, prepare
+    from seq2seq_lit import align, compare, evaluate, gradients, prepare
     from seq2seq_lit.utils.entry import run_entry_point
 
     ckpt = str(run / "checkpoints" / "last.ckpt")
@@ -368,6 +368,9 @@ def _call_tool(module: str, option: str, value: Path, run: Path, corpus: dict[st
             [f"ckpt_path={ckpt}", f"src={src}", f"tgt={tgt}", f"output={work / 'links.txt'}", f"scores_output={value}"],
         ),
         ("seq2seq_lit.prepare", "data.store_dir"): lambda: entry(prepare.prepare, "prepare.yaml", [*data, f"data.store_dir={value}"]),
+        ("seq2seq_lit.gradients", "output_dir"): lambda: entry(
+            gradients.measure_gradients, "gradients.yaml", [*data, f"ckpt_path={ckpt}", f"output_dir={value}"]
+        ),
     }
     try:
         calls[module, option]()

@@ -1,2 +1,2 @@
-"""Figures, with matplotlib's object API: attention heatmaps (``attention.py``) and BLEU by source length
-(``length.py``)."""
+"""Figures, with matplotlib's object API: attention heatmaps (``attention.py``), BLEU by source length
+(``length.py``) and the gradient by source position (``gradients.py``)."""

@@ -330,15 +330,20 @@ def log_text_table(loggers: list[Logger], key: str, columns: Sequence[str], rows
         elif isinstance(logger, WandbLogger):
             logger.log_table(key=key, columns=list(columns), data=[list(row) for row in rows], step=step)
         elif isinstance(logger, TensorBoardLogger):
-            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
-            logger.experiment.add_text(key, "\n".join(lines), global_step=step)
+            logger.experiment.add_text(key, markdown_table(columns, rows), global_step=step)
         elif isinstance(logger, CSVLogger):
             path = Path(logger.log_dir) / "tables" / f"{key.replace('/', '_')}_step{step}.tsv"
             with atomic_open(path, "w", make_parents=True, newline="", encoding="utf-8") as f:
                 writer = csv.writer(f, delimiter="\t", lineterminator="\n")
                 writer.writerow(columns)
                 writer.writerows(rows)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown (GitHub) table of ``rows`` under ``columns``, without a final newline."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _markdown_cell(value: Any) -> str:

@@ -36,6 +36,7 @@ TOOL_OUTPUTS: dict[str, tuple[str, ...]] = {
     "seq2seq_lit.compare": ("--plot", "--plot-length"),
     "seq2seq_lit.align": ("output", "scores_output"),
     "seq2seq_lit.prepare": ("data.store_dir",),
+    "seq2seq_lit.gradients": ("output_dir",),
 }
 """The output options of each tool (by module), every one checked here before the tool starts its work."""
 
