@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,14 @@ TINY = [
     "trainer.log_every_n_steps=10",
     "callbacks.progress_bar=null",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Ctrl+C at a terminal reaches a foreground job whose SIGINT is at its default. A job that a shell script starts in
+    # the background (`pytest &`) inherits SIGINT ignored, and so would every command a test starts: the tests that
+    # press Ctrl+C (SIGINT to s2s-prepare, s2s-translate, a Ray sweep) would see nothing happen. They model a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def reverse_pairs(n: int, rng: random.Random) -> list[tuple[str, str]]:
