@@ -96,8 +96,9 @@ class Seq2SeqLitModule(L.LightningModule):
     :meth:`~seq2seq_lit.data.Batch.to`; token counts and the loss check on the device), except with ``nonfinite_loss=skip`` (one read per step, to decide the update)
     and at Lightning's logging steps (``trainer.log_every_n_steps``; a progress bar reads the loss at each refresh).
         length_buckets: upper edges (source words) of the buckets the test stage scores BLEU by (see
-            :func:`~seq2seq_lit.metrics.length_buckets`); logged as ``test/bleu_src_len_<label>`` and
-            ``test/sentences_src_len_<label>``.
+            :func:`~seq2seq_lit.metrics.length_buckets`); logged as ``test/bleu_src_len_<label>``,
+            ``test/sentences_src_len_<label>`` and ``test/length_ratio_src_len_<label>`` (hypothesis over reference
+            length).
         guided_alignment: ``{"file": PATH, "weight": w, "format": "pharaoh"}``: add ``w`` times the guided-alignment
             loss (:mod:`~seq2seq_lit.alignment.guided`) of the attention against the word alignments of the training
             split in ``PATH``, logged as ``train/alignment_loss``; None or ``file: null`` trains without it.
@@ -277,6 +278,7 @@ class Seq2SeqLitModule(L.LightningModule):
             for label, bucket in buckets.items():
                 scores[f"test/bleu_src_len_{label}"] = bucket["bleu"]
                 scores[f"test/sentences_src_len_{label}"] = float(bucket["sentences"])
+                scores[f"test/length_ratio_src_len_{label}"] = bucket["length_ratio"]
         # sync_dist: the values are equal on every process already (the mean of equal values is exact); it tells
         # Lightning so, instead of warning about epoch-level values logged unsynchronized.
         self.log_dict(scores, prog_bar=stage != "test", sync_dist=self.trainer.world_size > 1)

@@ -81,7 +81,9 @@ def bleu_by_source_length(
     grows with sentence length (Bahdanau et al. 2015, Fig. 2; Luong et al. 2015, Fig. 6).
 
     Returns:
-        ``{label: {"bleu": ..., "sentences": n}}`` for the non-empty buckets, shortest first.
+        ``{label: {"bleu": ..., "sentences": n, "length_ratio": r}}`` for the non-empty buckets, shortest first;
+        ``length_ratio`` is the hypotheses' length over the references' in BLEU's tokens (below 1 the brevity penalty
+        applies: translations that end early show here).
 
     Raises:
         ConfigError: bad ``edges`` (see :func:`length_buckets`).
@@ -92,5 +94,6 @@ def bleu_by_source_length(
         chosen = [i for i, n in enumerate(lengths) if shortest <= n <= longest]
         if chosen:
             bleu = _bleu().corpus_score([hypotheses[i] for i in chosen], [[references[i] for i in chosen]])
-            result[label] = {"bleu": bleu.score, "sentences": len(chosen)}
+            ratio = bleu.sys_len / bleu.ref_len if bleu.ref_len else 0.0
+            result[label] = {"bleu": bleu.score, "sentences": len(chosen), "length_ratio": round(ratio, 4)}
     return result

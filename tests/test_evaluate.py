@@ -62,7 +62,8 @@ def test_eval_cli_writes_hypotheses_and_reproduces_the_test_bleu_of_training(tra
     assert metrics["signatures"]["bleu"] == train_metrics["sacrebleu_signature"]
     assert set(metrics["signatures"]) == {"bleu", "chrf", "ter"} and 0.0 <= metrics["ter"] < 10.0
     bucket_bleu = pytest.approx(train_metrics["test/bleu_src_len_1-10"], abs=1e-3)
-    assert metrics["bleu_by_source_length"] == {"1-10": {"bleu": bucket_bleu, "sentences": 100}}
+    ratio = pytest.approx(train_metrics["test/length_ratio_src_len_1-10"], abs=1e-3)
+    assert metrics["bleu_by_source_length"] == {"1-10": {"bleu": bucket_bleu, "sentences": 100, "length_ratio": ratio}}
     assert metrics["global_step"] == train_metrics["global_step"] and metrics["split"] == "test"
     assert metrics["sentences"] == 100 and metrics["decode_seconds"] > 0 and metrics["sentences_per_second"] > 0
     assert "BLEU" in result.stdout and "ter signature: nrefs:1|case:lc|tok:tercom" in result.stdout

@@ -20,5 +20,6 @@ def test_bleu_by_source_length_scores_each_bucket_separately():
     hyps = [refs[0], refs[1], "nothing alike at all"]
     buckets = bleu_by_source_length(sources, hyps, refs)
     assert set(buckets) == {"1-10", "21-30"}
-    assert buckets["1-10"] == {"bleu": pytest.approx(100.0), "sentences": 2}
+    assert buckets["1-10"] == {"bleu": pytest.approx(100.0), "sentences": 2, "length_ratio": 1.0}
     assert buckets["21-30"]["bleu"] < 5 and buckets["21-30"]["sentences"] == 1
+    assert buckets["21-30"]["length_ratio"] == pytest.approx(4 / 8)  # 4 words for a reference of 8: the brevity penalty
