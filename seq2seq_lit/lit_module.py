@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .metrics import LENGTH_EDGES, bleu_by_source_length, corpus_metrics
 from .metrics import length_buckets as metrics_length_buckets
 from .modules import Seq2Seq
-from .schedules import lightning_schedulers
+from .schedules import AFTER_VALIDATION, lightning_schedulers
 from .search import GreedySearch, Hypotheses
 from .teacher_forcing import Constant
 from .utils.compile import check_compile_mode, compile_step
@@ -291,7 +291,24 @@ class Seq2SeqLitModule(L.LightningModule):
         scores = self._eval_epoch_end("val", self.val_loss)
         if not self.trainer.sanity_checking:
             self.val_bleu_best.update(torch.tensor(scores["val/bleu"], device=self.device))
-            self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True, sync_dist=self.trainer.world_size > 1)
+            best = self.val_bleu_best.compute()
+            self.log("val/bleu_best", best, prog_bar=True, sync_dist=self.trainer.world_size > 1)
+            if getattr(self, "_after_validation", None):
+                self._step_after_validation({**scores, "val/bleu_best": best})
+
+    def _step_after_validation(self, scores: dict[str, Any]) -> None:
+        """Step the scheduler of ``interval: validation`` with this validation's score (every process holds the same).
+
+        Raises:
+            ConfigError: the score it monitors is not one this validation computes.
+        """
+        monitor = self._after_validation["monitor"]
+        if monitor not in scores:
+            raise ConfigError(
+                f"model.scheduler_config.monitor={monitor}: not a validation score (these are: {', '.join(sorted(scores))}). "
+                f"Fix: monitor one of them"
+            )
+        self._after_validation["scheduler"].step(float(scores[monitor]))
 
     def on_validation_epoch_start(self) -> None:
         self._outputs = {}
@@ -320,7 +337,11 @@ class Seq2SeqLitModule(L.LightningModule):
             max_steps = self.trainer.max_steps
         except RuntimeError:  # not attached to a Trainer (built by hand): schedules that need max_steps say so
             max_steps = -1
-        return [optimizer], lightning_schedulers(optimizer, self.hparams.scheduler, self.hparams.scheduler_config, max_steps)
+        entries = lightning_schedulers(optimizer, self.hparams.scheduler, self.hparams.scheduler_config, max_steps)
+        settings = self.hparams.scheduler_config or {}
+        # the last entry is the schedule itself (a separate warmup comes first)
+        self._after_validation = entries[-1] if settings.get("interval") == AFTER_VALIDATION else None
+        return [optimizer], entries
 
     # -- checkpoints -------------------------------------------------------------------------------------------------
 

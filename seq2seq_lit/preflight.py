@@ -25,6 +25,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
+from .schedules import AFTER_VALIDATION
 from .utils.atomic import remove_orphaned_temporaries
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,8 @@ def align_validation_cadence(cfg: DictConfig) -> None:
 
     - ``trainer.val_check_interval=N`` (an int) validates every N optimizer steps, counted across epochs
       (``check_val_every_n_epoch=None``), so N may exceed the batches of one epoch; a scheduler that monitors a
-      ``val/`` metric per epoch then steps after each validation instead (``interval=step``, ``frequency=N``).
+      ``val/`` metric per epoch then steps after each validation instead (``interval=validation``: the module steps
+      it, since Lightning counts a step interval in batches of the current epoch).
     - ``trainer.check_val_every_n_epoch=K`` steps such a scheduler every K epochs (``frequency=K``), when the
       validation score it reads is new.
 
@@ -238,7 +240,7 @@ def align_validation_cadence(cfg: DictConfig) -> None:
                 trainer.check_val_every_n_epoch = None
                 log.info("validating every %d steps across epochs (trainer.val_check_interval=%d)", interval, interval)
             if reads_val:
-                model.scheduler_config.interval, model.scheduler_config.frequency = "step", interval
+                model.scheduler_config.interval, model.scheduler_config.frequency = AFTER_VALIDATION, 1
                 log.info("the LR scheduler steps after each validation (every %d steps) on %s", interval, scheduler.monitor)
         elif reads_val and (every := trainer.get("check_val_every_n_epoch")) and scheduler.get("frequency", 1) % every:
             model.scheduler_config.frequency = every

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from typing import Any
 
 import hydra
@@ -120,11 +121,20 @@ def noam(optimizer: Optimizer, warmup_steps: int = 4000, model_size: int = 512) 
     return LambdaLR(optimizer, NoamFactor(model_size, warmup_steps))
 
 
+AFTER_VALIDATION = "validation"
+"""``model.scheduler_config.interval`` of a scheduler stepped by the module after each validation (set by
+:func:`seq2seq_lit.preflight.align_validation_cadence` for ``trainer.val_check_interval=N``)."""
+NEVER = sys.maxsize  # a Lightning frequency no batch index reaches
+
+
 def lightning_schedulers(
     optimizer: Optimizer, scheduler: dict[str, Any], scheduler_config: dict[str, Any] | None, max_steps: int
 ) -> list[dict[str, Any]]:
     """Lightning's ``lr_scheduler`` entries of a ``model.scheduler`` ``_partial_`` config and its Lightning settings
     (``model.scheduler_config``: ``interval``, ``monitor``, ...).
+
+    ``interval: validation`` (:data:`AFTER_VALIDATION`) registers the scheduler with Lightning for its checkpoints only;
+    the module steps it after each validation.
 
     A schedule that takes no ``warmup_steps`` (``plateau``: PyTorch's ReduceLROnPlateau, stepped per epoch or, with
     an integer ``trainer.val_check_interval``, after each validation) gets its warmup as a second, per-step LinearLR
@@ -147,6 +157,11 @@ def lightning_schedulers(
     separate_warmup = "warmup_steps" not in inspect.signature(hydra.utils.get_object(scheduler["_target_"])).parameters
     if separate_warmup:
         scheduler.pop("warmup_steps", None)
+    if settings.get("interval") == AFTER_VALIDATION:
+        # Lightning counts a "step" scheduler's frequency in batches of the current epoch, not in optimizer steps, so
+        # it cannot follow validations counted across epochs: it is told never to step this one, and
+        # Seq2SeqLitModule steps it after each validation with the fresh score.
+        settings.update(interval="step", frequency=NEVER)
     entries = [{"scheduler": hydra.utils.instantiate(scheduler)(optimizer=optimizer), **settings}]
     if separate_warmup and warmup_steps:
         entries.insert(0, {"scheduler": linear_warmup(optimizer, warmup_steps), "interval": "step", "name": "warmup"})

@@ -151,6 +151,23 @@ def test_04_validation_cadence_longer_than_an_epoch_trains_and_validates(cadence
     assert (checkpoints / "last.ckpt").is_file() and list(checkpoints.glob("step*.ckpt"))
 
 
+@pytest.mark.parametrize("every", [3, 7])  # shorter and longer than an epoch of 5 batches
+def test_04_the_plateau_scheduler_steps_once_per_validation_and_resumes_between_them(every, tiny_corpus, tmp_path):
+    """With val_check_interval=N the plateau scheduler reads each validation once. Lightning's own step interval
+    counts batches within an epoch, so it stepped on stale scores (N=3), or never (N=7, epochs of 5), and a run resumed
+    between two validations stopped with "ReduceLROnPlateau conditioned on metric val/bleu which is not available"."""
+    import torch
+
+    run = tmp_path / "run"
+    train(compose_train(quick_run(tiny_corpus, f"trainer.max_steps={2 * every}", f"+trainer.val_check_interval={every}"), run))
+    resumed = quick_run(tiny_corpus, f"trainer.max_steps={4 * every}", f"+trainer.val_check_interval={every}", "ckpt_path=last")
+    assert train(compose_train(resumed, run))["global_step"] == 4 * every
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    plateau = checkpoint["lr_schedulers"][0]
+    assert plateau["last_epoch"] == 4, "one step per validation: at N, 2N (first run), 3N and 4N (resumed)"
+    assert plateau["_last_lr"] and checkpoint["global_step"] == 4 * every
+
+
 # -- 5. the test split is checked before training ---------------------------------------------------------------------
 
 
