@@ -4,7 +4,8 @@ Reads runs from local Hydra run folders or from a W&B project, and prints one ro
 keys whose values differ between the runs (a run that does not override a key shows "default") and the chosen
 metrics. ``--plot`` saves a bar chart of one metric per run as PNG; ``--plot-length`` a line plot of test BLEU against
 source length, one line per run (Bahdanau et al. 2015, Fig. 2; :mod:`~seq2seq_lit.plots.length`), also logged to W&B
-as an image with ``--wandb-project``.
+as an image with ``--wandb-project``. ``--plot-gradients`` draws the ``gradients.csv`` tables of ``s2s-gradients``
+found below the paths into one figure, one line per model (:mod:`~seq2seq_lit.plots.gradients`).
 
 - A local run is a folder with ``.hydra/overrides.yaml``; its metrics come from ``metrics.json`` (written when the
   run ends), or, for a run without one (interrupted, still running), from the last logged value of each column of
@@ -185,6 +186,43 @@ def _format(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def plot_gradient_tables(paths: Sequence[str | Path], png: Path) -> int:
+    """Plot every ``gradients.csv`` (written by ``s2s-gradients``) at or below ``paths`` into one PNG, one line per
+    file named by its folder relative to the folder above them all; returns how many were plotted.
+
+    Raises:
+        ValueError: no ``gradients.csv`` below the paths, or one without the columns s2s-gradients writes.
+    """
+    from .plots.gradients import plot_gradient_profiles  # matplotlib only when plotting
+
+    files = sorted({f.resolve() for root in paths for f in Path(root).rglob("gradients.csv")})
+    if not files:
+        raise ValueError(f"no gradients.csv (written by s2s-gradients) in {', '.join(map(str, paths))}")
+    common = Path(os.path.commonpath([f.parent for f in files])) if len(files) > 1 else files[0].parent.parent
+    curves = {}
+    for f in files:
+        with open(f, newline="", encoding="utf-8") as table:
+            rows = list(csv.DictReader(table))
+        if not rows or not {"offset", "from_end", "from_start"} <= set(rows[0]):
+            raise ValueError(f"{f}: not a table of s2s-gradients (columns offset, sentences, from_end, from_start)")
+        curves[f.parent.relative_to(common).as_posix()] = [
+            {k: float(v) for k, v in row.items() if v not in ("", None)} for row in rows
+        ]
+    plot_gradient_profiles(curves, png, title="gradient by source position")
+    return len(curves)
+
+
+def curve_names(runs: Sequence[Run]) -> list[str]:
+    """A name per run for a plot's legend: the overrides that differ between the runs (``model/attention=none``), or,
+    where those do not tell the runs apart (s2s-eval runs that differ only in ``ckpt_path``, a checkpoint's path too
+    long for a legend), the run's folder name (:func:`name_by_folder`)."""
+    keys = [k for k in differing_keys(runs) if k != "ckpt_path"]
+    names = [" ".join(f"{k}={run.overrides[k]}" for k in keys if k in run.overrides) for run in runs]
+    if all(names) and len(set(names)) == len(names):
+        return names
+    return [run.name for run in runs]
+
+
 def plot_metric(runs: Sequence[Run], metric: str, label_key: str | None, path: Path) -> None:
     """Bar chart of ``metric`` per run, labelled by the override of ``label_key`` (else the run's name)."""
     from matplotlib.figure import Figure
@@ -210,19 +248,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="save a bar chart of the first metric to this PNG")
     parser.add_argument("--label", help="overridden key that labels the bars, e.g. model/attention")
     parser.add_argument("--plot-length", type=Path, help="save BLEU by source length (one line per run) to this PNG")
+    parser.add_argument(
+        "--plot-gradients", type=Path,
+        help="save the gradient by source position of every s2s-gradients output (gradients.csv) below the paths, one "
+        "line per folder, to this PNG",
+    )
     parser.add_argument("--wandb-project", help="with --plot-length: also log the plot to this W&B project as an image")
     parser.add_argument("--filters", type=json.loads, help="W&B run filter (JSON, MongoDB-style) for wandb:// sources")
     args = parser.parse_args(argv)
     local = [p for p in args.paths if not p.startswith(WANDB_SCHEME)]
     inputs = [(f"the metrics of {f.parent}", f) for root in local for f in Path(root).rglob("metrics.json")]
     inputs += [(f"the CSV log {f}", f) for root in local for f in Path(root).rglob("metrics.csv")]
-    for option, path in (("--plot", args.plot), ("--plot-length", args.plot_length)):
+    inputs += [(f"the gradient table {f}", f) for root in local for f in Path(root).rglob("gradients.csv")]
+    for option, path in (("--plot", args.plot), ("--plot-length", args.plot_length), ("--plot-gradients", args.plot_gradients)):
         if path:
             try:
                 check_output_path(option, path, inputs=inputs)
             except ConfigError as e:
                 parser.error(str(e))
+    if args.plot_gradients:
+        try:
+            written = plot_gradient_tables(local, args.plot_gradients)
+        except ValueError as e:
+            parser.error(str(e))
+        print(f"gradient plot of {written} models written to {args.plot_gradients}")
     runs = find_runs(local)
+    if not runs and args.plot_gradients and not (args.plot or args.plot_length):
+        return 0  # only gradient tables were asked for
     for source in (p for p in args.paths if p.startswith(WANDB_SCHEME)):
         try:
             runs += wandb_runs(source, args.filters)
@@ -248,9 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot_length:
         from .plots.length import log_plot_to_wandb, plot_bleu_by_length  # matplotlib only when plotting
 
-        names = [" ".join(f"{k}={run.overrides[k]}" for k in differing_keys(runs) if k in run.overrides) or run.name for run in runs]
         try:
-            plot_bleu_by_length({name: run.metrics for name, run in zip(names, runs)}, args.plot_length)
+            plot_bleu_by_length({name: run.metrics for name, run in zip(curve_names(runs), runs)}, args.plot_length)
         except ValueError as e:
             parser.error(str(e))
         print(f"length plot written to {args.plot_length}")

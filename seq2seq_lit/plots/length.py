@@ -14,8 +14,12 @@ _BUCKET = re.compile(r"test/bleu_src_len_(\d+)(?:-(\d+)|\+)")
 
 
 def length_buckets_of(metrics: Mapping[str, Any]) -> list[tuple[str, float, int | None]]:
-    """``(label, BLEU, sentences)`` of the ``test/bleu_src_len_<label>`` metrics of a run, shortest bucket first
-    (sentences None where the run did not log ``test/sentences_src_len_<label>``)."""
+    """``(label, BLEU, sentences)`` of a run's buckets, shortest first: the ``test/bleu_src_len_<label>`` metrics of a
+    training run (sentences None where it did not log ``test/sentences_src_len_<label>``), or the
+    ``bleu_by_source_length`` of an ``s2s-eval`` metrics file (:mod:`seq2seq_lit.evaluate`)."""
+    if isinstance(evaluated := metrics.get("bleu_by_source_length"), Mapping):
+        rows = [(label, float(b["bleu"]), int(b["sentences"])) for label, b in evaluated.items()]
+        return sorted(rows, key=lambda row: int(re.match(r"\d+", row[0])[0]))
     found = []
     for key, value in metrics.items():
         if match := _BUCKET.fullmatch(key):
@@ -36,7 +40,10 @@ def plot_bleu_by_length(curves: Mapping[str, Mapping[str, Any]], path: Path | st
     buckets = {name: length_buckets_of(metrics) for name, metrics in curves.items()}
     buckets = {name: b for name, b in buckets.items() if b}
     if not buckets:
-        raise ValueError("no run has test/bleu_src_len_* metrics (written by the test stage of training)")
+        raise ValueError(
+            "no run has test/bleu_src_len_* metrics (written by the test stage of training) or bleu_by_source_length "
+            "(written by s2s-eval)"
+        )
     labels: list[str] = []
     counts: dict[str, int] = {}
     for rows in buckets.values():
