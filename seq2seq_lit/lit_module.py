@@ -181,6 +181,7 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_bleu_best = MaxMetric()
         self._outputs: dict[int, str] = {}  # corpus index -> hypothesis, for the running evaluation
+        self._after_validation: dict[str, Any] | None = None  # the scheduler entry of interval=validation
         self.guide: GuidedAlignment | None = None  # set in setup("fit") when guided_alignment has a file
 
     # -- inference ---------------------------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ class Seq2SeqLitModule(L.LightningModule):
             self.val_bleu_best.update(torch.tensor(scores["val/bleu"], device=self.device))
             best = self.val_bleu_best.compute()
             self.log("val/bleu_best", best, prog_bar=True, sync_dist=self.trainer.world_size > 1)
-            if getattr(self, "_after_validation", None):
+            if self._after_validation is not None:
                 self._step_after_validation({**scores, "val/bleu_best": best})
 
     def _step_after_validation(self, scores: dict[str, Any]) -> None:
