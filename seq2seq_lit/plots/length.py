@@ -64,7 +64,7 @@ def plot_bleu_by_length(curves: Mapping[str, Mapping[str, Any]], path: Path | st
     ax.set_xlabel("source sentence length in words (sentences)")
     ax.set_ylabel("BLEU")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside the curves, not over them
     if title:
         ax.set_title(title)
     fig.tight_layout()
